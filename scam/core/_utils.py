@@ -1,0 +1,48 @@
+"""Small helpers shared by the engine: randomness, devices, logging."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+logger = logging.getLogger("scam")
+
+RngLike = "int | np.random.Generator | None"
+
+
+def make_rng(rng: int | np.random.Generator | None) -> np.random.Generator:
+    """Turn a seed, a Generator or ``None`` into a :class:`numpy.random.Generator`."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"`rng` must be an int seed, a numpy Generator or None, got {type(rng).__name__}.")
+
+
+def torch_generator(rng: np.random.Generator, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch Generator seeded from a numpy Generator (no global seeding)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(rng.integers(0, 2**62)))
+    return gen
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when available, else CPU; logs the choice."""
+    if isinstance(device, torch.device):
+        dev = device
+    elif device == "auto":
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available; use device='auto' or 'cpu'."
+            )
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        logger.info("scam: using device %s (%s)", dev, name)
+    else:
+        logger.info("scam: using device %s", dev)
+    return dev

@@ -1,0 +1,415 @@
+"""A trained Action Matching model: potential, velocity, growth, and simulation in data units."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchdiffeq import odeint
+
+from ._utils import make_rng, torch_generator
+from .network import PotentialConfig, PotentialNet
+
+FORMAT_VERSION = 1
+
+
+class ActionModel:
+    """Learned dynamics ``dx = grad phi(t, x) dt + sigma dW`` with growth ``g = lambda phi``.
+
+    The network works in internal units: ``z = (x - shift) / scale`` and
+    ``u = (t - t_min) / (t_max - t_min)``. All public methods take and return data units
+    (the embedding's coordinates and the caller's time unit).
+
+    Parameters
+    ----------
+    net
+        Trained :class:`~scam.core.network.PotentialNet`.
+    shift, scale
+        Centring vector ``(d,)`` and isotropic scale of the internal coordinates.
+    t_min, t_max
+        First and last observed time (data units).
+    growth_weight
+        ``lambda`` in internal units; 0 for balanced (mass-conserving) models.
+    sigma
+        Diffusion coefficient in data units (0: deterministic dynamics).
+    history
+        Training history (dict of equal-length arrays), optional.
+    """
+
+    def __init__(
+        self,
+        net: PotentialNet,
+        *,
+        shift: np.ndarray,
+        scale: float,
+        t_min: float,
+        t_max: float,
+        growth_weight: float = 0.0,
+        sigma: float = 0.0,
+        history: dict[str, np.ndarray] | None = None,
+    ):
+        self.net = net.eval()
+        self.shift = np.asarray(shift, dtype=np.float64)
+        self.scale = float(scale)
+        self.t_min = float(t_min)
+        self.t_max = float(t_max)
+        self.growth_weight = float(growth_weight)
+        self.sigma = float(sigma)
+        self.history = history or {}
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    # ------------------------------------------------------------------ units
+    @property
+    def dim(self) -> int:
+        """Dimension of the state space."""
+        return self.net.config.dim
+
+    @property
+    def duration(self) -> float:
+        return self.t_max - self.t_min
+
+    @property
+    def unbalanced(self) -> bool:
+        """Whether the model creates/destroys mass (``growth_weight > 0``)."""
+        return self.growth_weight > 0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def sigma_internal(self) -> float:
+        return self.sigma * np.sqrt(self.duration) / self.scale
+
+    def to(self, device: str | torch.device) -> "ActionModel":
+        """Move the network to ``device`` (returns self)."""
+        self.net.to(device)
+        return self
+
+    def _z(self, x) -> torch.Tensor:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"`x` must have shape (n_cells, {self.dim}), got {x.shape}.")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("`x` contains NaN or infinite values.")
+        return torch.as_tensor((x - self.shift) / self.scale, dtype=torch.float32, device=self.device)
+
+    def _u(self, t, n: int) -> torch.Tensor:
+        t = np.broadcast_to(np.asarray(t, dtype=np.float64), (n,))
+        if np.any(t < self.t_min - 1e-9 * abs(self.duration)) or np.any(t > self.t_max + 1e-9 * abs(self.duration)):
+            warnings.warn(
+                f"Evaluating the model outside its fitted time range [{self.t_min}, {self.t_max}]: "
+                "this is extrapolation.",
+                stacklevel=3,
+            )
+        return torch.as_tensor((t - self.t_min) / self.duration, dtype=torch.float32, device=self.device)
+
+    def _s_grad(self, u: torch.Tensor, z: torch.Tensor):
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            s = self.net(u, z)
+            g = torch.autograd.grad(s.sum(), z)[0]
+        return s.detach(), g
+
+    # ---------------------------------------------------------------- fields
+    def potential(self, x, t) -> np.ndarray:
+        """Potential ``phi(t, x)`` in data units (its gradient is the velocity).
+
+        Parameters
+        ----------
+        x
+            Cells, ``(n, d)``.
+        t
+            A time, or one time per cell.
+
+        Returns
+        -------
+        ``(n,)`` array.
+        """
+        z = self._z(x)
+        with torch.no_grad():
+            s = self.net(self._u(t, len(z)), z)
+        return s.cpu().numpy().astype(np.float64) * self.scale**2 / self.duration
+
+    def velocity(self, x, t) -> np.ndarray:
+        """Velocity ``grad phi(t, x)`` (data units per time unit), ``(n, d)``.
+
+        Parameters
+        ----------
+        x
+            Cells, ``(n, d)``.
+        t
+            A time, or one time per cell.
+
+        Returns
+        -------
+        ``(n, d)`` array.
+        """
+        z = self._z(x)
+        _, g = self._s_grad(self._u(t, len(z)), z)
+        return g.cpu().numpy().astype(np.float64) * self.scale / self.duration
+
+    def growth_rate(self, x, t) -> np.ndarray:
+        """Growth rate ``g(t, x)`` per time unit (``d log mass / dt``); zeros for balanced models.
+
+        Parameters
+        ----------
+        x
+            Cells, ``(n, d)``.
+        t
+            A time, or one time per cell.
+
+        Returns
+        -------
+        ``(n,)`` array.
+        """
+        if not self.unbalanced:
+            return np.zeros(len(np.asarray(x)))
+        z = self._z(x)
+        with torch.no_grad():
+            s = self.net(self._u(t, len(z)), z)
+        return s.cpu().numpy().astype(np.float64) * self.growth_weight / self.duration
+
+    # ------------------------------------------------------------ simulation
+    def trajectory(
+        self,
+        x,
+        times,
+        *,
+        stochastic: bool | None = None,
+        n_steps: int = 100,
+        rtol: float = 1e-5,
+        atol: float = 1e-5,
+        batch_size: int = 8192,
+        rng: int | np.random.Generator | None = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Simulate cells through a sequence of times (forward or backward).
+
+        Parameters
+        ----------
+        x
+            Starting cells at ``times[0]``, ``(n, d)``.
+        times
+            Monotone sequence of times; the first is the start.
+        stochastic
+            Euler-Maruyama with the model's ``sigma`` (default: when ``sigma > 0`` and going forward).
+            Otherwise the ODE ``dx = grad phi dt`` is solved with an adaptive Dormand-Prince solver.
+            Stochastic dynamics cannot be reversed without the score, so backward runs integrate the
+            drift (with a warning when ``stochastic=True``).
+        n_steps
+            Euler-Maruyama steps over the whole span.
+        rtol, atol
+            Tolerances of the ODE solver.
+        batch_size
+            Cells integrated at once (memory).
+        rng
+            Seed or Generator for the noise.
+
+        Returns
+        -------
+        positions
+            ``(len(times), n, d)``.
+        log_weights
+            ``(len(times), n)``: ``int g dt`` along each path (zeros for balanced models).
+        """
+        times = np.asarray(times, dtype=np.float64).ravel()
+        if len(times) < 2:
+            raise ValueError("`times` needs at least a start and an end.")
+        diffs = np.diff(times)
+        if not (np.all(diffs >= 0) or np.all(diffs <= 0)):
+            raise ValueError("`times` must be monotone (all increasing or all decreasing).")
+        backward = times[-1] < times[0]
+        if stochastic is None:
+            stochastic = self.sigma > 0 and not backward
+        if stochastic and backward:
+            warnings.warn(
+                "Stochastic dynamics cannot be run backward in time without the score; "
+                "integrating the drift only.",
+                stacklevel=2,
+            )
+            stochastic = False
+        z_all = self._z(x)
+        u = torch.as_tensor((times - self.t_min) / self.duration, dtype=torch.float32, device=self.device)
+        self._u(times, len(times))  # range warning
+        gen = torch_generator(make_rng(rng)) if stochastic else None
+        out_z, out_w = [], []
+        for start in range(0, len(z_all), batch_size):
+            z0 = z_all[start : start + batch_size]
+            if stochastic:
+                zs, lw = self._euler_maruyama(z0, u, n_steps, gen)
+            else:
+                zs, lw = self._ode(z0, u, rtol, atol)
+            out_z.append(zs.cpu())
+            out_w.append(lw.cpu())
+        z = torch.cat(out_z, dim=1).numpy().astype(np.float64)
+        logw = torch.cat(out_w, dim=1).numpy().astype(np.float64)
+        return z * self.scale + self.shift, logw
+
+    def _ode(self, z0, u, rtol, atol):
+        lam = self.growth_weight
+        d = z0.shape[1]
+
+        def func(t, state):
+            s, g = self._s_grad(t.expand(state.shape[0]), state[:, :d])
+            return torch.cat([g, (lam * s)[:, None]], dim=1)
+
+        y0 = torch.cat([z0, torch.zeros(len(z0), 1, device=z0.device)], dim=1)
+        if torch.all(u == u[0]):
+            ys = y0.expand(len(u), *y0.shape)
+        else:
+            with torch.no_grad():
+                ys = odeint(func, y0, u, rtol=rtol, atol=atol, method="dopri5")
+        return ys[..., :d], ys[..., d]
+
+    def _euler_maruyama(self, z0, u, n_steps, gen):
+        lam, sig = self.growth_weight, self.sigma_internal
+        span = float(abs(u[-1] - u[0]))
+        zs, lws = [z0], [torch.zeros(len(z0), device=z0.device)]
+        z, lw = z0, lws[0]
+        for a, b in zip(u[:-1], u[1:]):
+            steps = max(1, int(np.ceil(n_steps * float(abs(b - a)) / max(span, 1e-12))))
+            grid = torch.linspace(float(a), float(b), steps + 1, device=z0.device)
+            for t0, t1 in zip(grid[:-1], grid[1:]):
+                dt = float(t1 - t0)
+                s, g = self._s_grad(t0.expand(len(z)), z)
+                noise = torch.randn(z.shape, generator=gen).to(z)
+                lw = lw + lam * s * dt
+                z = z + g * dt + sig * np.sqrt(abs(dt)) * noise
+            zs.append(z)
+            lws.append(lw)
+        return torch.stack(zs), torch.stack(lws)
+
+    def push(
+        self,
+        x,
+        t_start: float,
+        t_end: float,
+        *,
+        return_weights: bool = False,
+        stochastic: bool | None = None,
+        n_steps: int = 100,
+        rng: int | np.random.Generator | None = 0,
+    ):
+        """Move cells observed at ``t_start`` to ``t_end`` (forward or backward in time).
+
+        Parameters
+        ----------
+        x
+            Cells, ``(n, d)``.
+        t_start, t_end
+            Start and end time (data units).
+        return_weights
+            Also return the cells' normalised weights at ``t_end`` (``exp(int g dt)``, summing to 1):
+            how much of the population at ``t_end`` descends from (or, backward, is ancestral to) each cell.
+        stochastic, n_steps, rng
+            See :meth:`trajectory`.
+
+        Returns
+        -------
+        positions
+            ``(n, d)``.
+        weights
+            ``(n,)``, only with ``return_weights=True``.
+        """
+        pos, logw = self.trajectory(
+            x, [t_start, t_end], stochastic=stochastic, n_steps=n_steps, rng=rng
+        )
+        if not return_weights:
+            return pos[-1]
+        lw = logw[-1] - logw[-1].max()
+        w = np.exp(lw)
+        return pos[-1], w / w.sum()
+
+    # ----------------------------------------------------------- persistence
+    def metadata(self) -> dict:
+        """Everything but the weights, JSON-serialisable."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "network": self.net.config.to_dict(),
+            "shift": self.shift.tolist(),
+            "scale": self.scale,
+            "t_min": self.t_min,
+            "t_max": self.t_max,
+            "growth_weight": self.growth_weight,
+            "sigma": self.sigma,
+        }
+
+    def to_dict(self) -> dict:
+        """``{"config": json string, "weights": {name: array}}``: plain data (fits in ``AnnData.uns``)."""
+        state = {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
+        return {"config": json.dumps(self.metadata()), "weights": state}
+
+    @classmethod
+    def from_dict(cls, data: dict, *, device: str | torch.device = "cpu") -> "ActionModel":
+        """Rebuild a model from :meth:`to_dict` output (no pickle involved).
+
+        Parameters
+        ----------
+        data
+            Output of :meth:`to_dict`.
+        device
+            Where to put the network.
+
+        Returns
+        -------
+        ActionModel
+        """
+        meta = data["config"]
+        meta = json.loads(meta if isinstance(meta, str) else str(meta))
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"Unsupported model format {meta.get('format_version')!r}.")
+        net = PotentialNet(PotentialConfig(**meta["network"]))
+        state = {k: torch.as_tensor(np.asarray(v)) for k, v in data["weights"].items()}
+        net.load_state_dict(state)
+        net.to(device)
+        return cls(
+            net,
+            shift=np.asarray(meta["shift"]),
+            scale=meta["scale"],
+            t_min=meta["t_min"],
+            t_max=meta["t_max"],
+            growth_weight=meta["growth_weight"],
+            sigma=meta["sigma"],
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write config + weights to an ``.npz`` file (plain arrays, loadable without pickle).
+
+        Parameters
+        ----------
+        path
+            Destination file.
+        """
+        d = self.to_dict()
+        arrays = {f"weights/{k}": v for k, v in d["weights"].items()}
+        np.savez(path, config=np.array(d["config"]), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> "ActionModel":
+        """Read a model written by :meth:`save` (``allow_pickle=False``).
+
+        Parameters
+        ----------
+        path
+            File written by :meth:`save`.
+        device
+            Where to put the network.
+
+        Returns
+        -------
+        ActionModel
+        """
+        with np.load(path, allow_pickle=False) as f:
+            config = str(f["config"])
+            weights = {k[len("weights/") :]: f[k] for k in f.files if k.startswith("weights/")}
+        return cls.from_dict({"config": config, "weights": weights}, device=device)
+
+    def __repr__(self) -> str:
+        kind = "unbalanced" if self.unbalanced else "balanced"
+        if self.sigma > 0:
+            kind += f", entropic (sigma={self.sigma:g})"
+        return f"ActionModel(dim={self.dim}, t=[{self.t_min:g}, {self.t_max:g}], {kind})"

@@ -1,0 +1,88 @@
+"""The potential network s(t, x): a plain ``nn.Module`` built from a frozen config."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+_ACTIVATIONS = {"silu": nn.SiLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+@dataclass(frozen=True)
+class PotentialConfig:
+    """Architecture of the potential network.
+
+    Parameters
+    ----------
+    dim
+        Dimension of the state space (number of embedding components).
+    hidden
+        Width of each hidden layer.
+    n_layers
+        Number of hidden layers.
+    n_frequencies
+        Number of Fourier frequencies of the time embedding (``sin``/``cos`` of ``2^k pi t``).
+    activation
+        Smooth activation: ``"silu"`` (default), ``"softplus"``, ``"tanh"`` or ``"gelu"``.
+        ReLU is not offered: its gradient field is piecewise constant.
+    """
+
+    dim: int
+    hidden: int = 256
+    n_layers: int = 3
+    n_frequencies: int = 4
+    activation: str = "silu"
+
+    def __post_init__(self):
+        if self.dim < 1:
+            raise ValueError(f"PotentialConfig.dim must be >= 1, got {self.dim}.")
+        if self.hidden < 1 or self.n_layers < 1:
+            raise ValueError("PotentialConfig.hidden and n_layers must be >= 1.")
+        if self.n_frequencies < 0:
+            raise ValueError("PotentialConfig.n_frequencies must be >= 0.")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"Unknown activation {self.activation!r}; choose one of {sorted(_ACTIVATIONS)}."
+            )
+
+    def to_dict(self) -> dict:
+        """Plain dictionary (JSON-serialisable)."""
+        return asdict(self)
+
+
+class PotentialNet(nn.Module):
+    """Scalar potential ``s(t, x)``; the velocity is ``grad_x s``.
+
+    The time ``t`` is expected in the model's internal unit interval ``[0, 1]``.
+    Inputs are ``t`` of shape ``(n,)`` or ``(n, 1)`` and ``x`` of shape ``(n, dim)``;
+    the output has shape ``(n,)``.
+    """
+
+    def __init__(self, config: PotentialConfig):
+        super().__init__()
+        self.config = config
+        freqs = math.pi * (2.0 ** torch.arange(config.n_frequencies, dtype=torch.float32))
+        self.register_buffer("freqs", freqs, persistent=False)
+        in_dim = config.dim + 1 + 2 * config.n_frequencies
+        act = _ACTIVATIONS[config.activation]
+        layers: list[nn.Module] = []
+        width = in_dim
+        for _ in range(config.n_layers):
+            layers += [nn.Linear(width, config.hidden), act()]
+            width = config.hidden
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def time_features(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.reshape(-1, 1)
+        if self.config.n_frequencies == 0:
+            return t
+        ang = t * self.freqs
+        return torch.cat([t, torch.sin(ang), torch.cos(ang)], dim=1)
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([self.time_features(t), x], dim=1)
+        return self.mlp(h).squeeze(-1)

@@ -1,0 +1,280 @@
+"""Probability paths between snapshots.
+
+Data give only snapshots q_{t_0}, ..., q_{t_K}; the Action Matching loss needs samples of q_t at any t
+in between. Each pair of consecutive snapshots is joined by a *coupling* (a sparse or dense transport
+plan between their cells); a point of the path at fraction ``tau`` of the gap is the interpolant
+``(1 - tau) x_i + tau y_j`` of a sampled pair ``(i, j)`` (plus a Brownian-bridge term for entropic
+paths).
+
+Unbalanced paths carry mass: with source masses ``a_i`` (snapshot mass ``M_k / n_k`` each), target
+masses ``b_j`` and plan ``pi``, pair ``(i, j)`` carries
+
+    w_ij(tau) = pi_ij * (a_i / pi_i.)^(1 - tau) * (b_j / pi_.j)^tau,
+
+so that the path reproduces both snapshots (with their masses) exactly at the ends and the mass of
+every pair changes exponentially, i.e. with a constant growth rate along the pair. For balanced
+plans the factors are one.
+
+Plans are computed once per segment. Exact EMD (POT) is used while ``n_k * n_{k+1}`` fits under
+``max_plan_size``; beyond that both snapshots are split into random chunks that are solved
+separately (minibatch OT), so memory stays linear in the number of cells.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import ot
+
+COUPLINGS = ("ot", "sinkhorn", "unbalanced", "independent")
+
+# Entries of dense (Sinkhorn) plans below this fraction of the largest entry are dropped.
+_PRUNE = 1e-7
+
+
+@dataclass
+class SegmentPlan:
+    """A transport plan between snapshot ``k`` (source) and ``k + 1`` (target), in sparse form."""
+
+    src: np.ndarray  # (P,) source cell index
+    tgt: np.ndarray  # (P,) target cell index
+    cdf: np.ndarray  # (P,) cumulative pair probabilities (pi / |pi|)
+    total_mass: float  # |pi|
+    log_ra: np.ndarray  # (P,) log(a_i / pi_i.)
+    log_rb: np.ndarray  # (P,) log(b_j / pi_.j)
+    independent: tuple[int, int] | None = None  # (n_src, n_tgt) for the independent coupling
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Draw ``n`` pair indices (into ``src``/``tgt``) with probability ``pi_ij / |pi|``."""
+        if self.independent is not None:
+            n0, n1 = self.independent
+            return rng.integers(0, n0, n) * n1 + rng.integers(0, n1, n)
+        idx = np.searchsorted(self.cdf, rng.random(n) * self.cdf[-1], side="right")
+        return np.minimum(idx, len(self.cdf) - 1)
+
+    def pairs(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Source index, target index, log_ra, log_rb of pair indices ``idx``."""
+        if self.independent is not None:
+            n1 = self.independent[1]
+            zeros = np.zeros(len(idx))
+            return idx // n1, idx % n1, zeros, zeros
+        return self.src[idx], self.tgt[idx], self.log_ra[idx], self.log_rb[idx]
+
+    @property
+    def n_pairs(self) -> int:
+        if self.independent is not None:
+            return self.independent[0] * self.independent[1]
+        return len(self.src)
+
+
+def _dense_plan(x0, x1, a, b, coupling, reg, reg_m):
+    cost = ot.dist(x0, x1)  # squared Euclidean
+    if coupling == "ot":
+        return ot.emd(a, b, cost, numItermax=max(1_000_000, 50 * cost.size))
+    if coupling == "sinkhorn":
+        return ot.sinkhorn(a, b, cost, reg, method="sinkhorn_log", numItermax=5000, stopThr=1e-7)
+    if coupling == "unbalanced":
+        return ot.unbalanced.sinkhorn_unbalanced(
+            a, b, cost, reg, reg_m, method="sinkhorn_stabilized", numItermax=5000, stopThr=1e-7
+        )
+    raise ValueError(f"Unknown coupling {coupling!r}; choose one of {COUPLINGS}.")
+
+
+def _chunks(n: int, n_chunks: int, rng: np.random.Generator) -> list[np.ndarray]:
+    return np.array_split(rng.permutation(n), n_chunks)
+
+
+def build_plan(
+    x0: np.ndarray,
+    x1: np.ndarray,
+    mass0: float,
+    mass1: float,
+    *,
+    coupling: str = "ot",
+    reg: float = 0.05,
+    reg_m: float = 1.0,
+    max_plan_size: int = 6_500_000,
+    rng: np.random.Generator,
+) -> SegmentPlan:
+    """Transport plan between two snapshots.
+
+    Parameters
+    ----------
+    x0, x1
+        Cells of the source and target snapshot, ``(n0, d)`` and ``(n1, d)``.
+    mass0, mass1
+        Total masses of the two snapshots (1 and 1 for balanced paths).
+    coupling
+        ``"ot"`` (exact EMD), ``"sinkhorn"`` (entropic OT with regularisation ``reg``),
+        ``"unbalanced"`` (entropic unbalanced OT, KL marginal penalty ``reg_m``) or ``"independent"``.
+    reg
+        Entropic regularisation (same units as the squared-Euclidean cost).
+    reg_m
+        Marginal relaxation of unbalanced OT: small values make mass creation cheap.
+    max_plan_size
+        Largest ``n0 * n1`` solved as one problem; larger snapshots are split into chunks.
+    rng
+        Random generator (chunking).
+
+    Returns
+    -------
+    SegmentPlan
+    """
+    n0, n1 = len(x0), len(x1)
+    if coupling == "independent":
+        empty = np.zeros(0)
+        return SegmentPlan(empty, empty, empty, mass0, empty, empty, independent=(n0, n1))
+    if coupling not in COUPLINGS:
+        raise ValueError(f"Unknown coupling {coupling!r}; choose one of {COUPLINGS}.")
+    n_chunks = max(1, math.ceil(math.sqrt(n0 * n1 / max_plan_size)))
+    n_chunks = min(n_chunks, n0, n1)
+    src_l, tgt_l, p_l, ra_l, rb_l = [], [], [], [], []
+    for c0, c1 in zip(_chunks(n0, n_chunks, rng), _chunks(n1, n_chunks, rng)):
+        a = np.full(len(c0), mass0 / len(c0))
+        b = np.full(len(c1), mass1 / len(c1))
+        x0c = np.asarray(x0[c0], dtype=np.float64)
+        x1c = np.asarray(x1[c1], dtype=np.float64)
+        if coupling in ("ot", "sinkhorn"):
+            plan = _dense_plan(x0c, x1c, a / mass0, b / mass1, coupling, reg, reg_m)
+        else:
+            plan = _dense_plan(x0c, x1c, a, b, coupling, reg, reg_m)
+        if not np.all(np.isfinite(plan)) or plan.sum() <= 0:
+            raise FloatingPointError(
+                f"The {coupling!r} coupling failed (non-finite or empty plan); "
+                "increase the regularisation or standardise the data."
+            )
+        keep = plan > _PRUNE * plan.max() if coupling != "ot" else plan > 0
+        ii, jj = np.nonzero(keep)
+        vals = plan[ii, jj]
+        # endpoint factors from the (pruned) plan's own marginals: exact snapshots at both ends
+        row = np.bincount(ii, weights=vals, minlength=len(c0))
+        col = np.bincount(jj, weights=vals, minlength=len(c1))
+        ra = np.log(a[ii]) - np.log(row[ii])
+        rb = np.log(b[jj]) - np.log(col[jj])
+        src_l.append(c0[ii])
+        tgt_l.append(c1[jj])
+        p_l.append(vals / n_chunks)
+        ra_l.append(ra)
+        rb_l.append(rb)
+    p = np.concatenate(p_l)
+    total = float(p.sum())
+    return SegmentPlan(
+        src=np.concatenate(src_l).astype(np.int64),
+        tgt=np.concatenate(tgt_l).astype(np.int64),
+        cdf=np.cumsum(p),
+        total_mass=total,
+        log_ra=np.concatenate(ra_l),
+        log_rb=np.concatenate(rb_l),
+    )
+
+
+class SnapshotPath:
+    """A path through all snapshots: one plan per pair of consecutive time points.
+
+    Parameters
+    ----------
+    xs
+        Snapshots in internal units, a list of ``(n_k, d)`` arrays.
+    times
+        Internal times, increasing from 0 to 1.
+    masses
+        Relative masses ``M_k`` (all ones for balanced paths).
+    coupling
+        See :func:`build_plan`.
+    sigma
+        Diffusion coefficient (internal units). ``> 0`` makes the path a Brownian bridge between the
+        paired cells, and entropic plans use the Schrödinger-bridge regularisation ``2 sigma^2 du``.
+    ot_reg, reg_m
+        Entropic regularisation and marginal relaxation of Sinkhorn/unbalanced plans, as fractions of
+        the mean squared distance between the two snapshots (``ot_reg`` is ignored when ``sigma > 0``).
+    max_plan_size
+        See :func:`build_plan`.
+    rng
+        Random generator.
+    """
+
+    def __init__(
+        self,
+        xs: list[np.ndarray],
+        times: np.ndarray,
+        masses: np.ndarray,
+        *,
+        coupling: str,
+        sigma: float = 0.0,
+        ot_reg: float = 0.05,
+        reg_m: float = 1.0,
+        max_plan_size: int = 6_500_000,
+        rng: np.random.Generator,
+    ):
+        import torch
+
+        self.times = np.asarray(times, dtype=np.float64)
+        self.masses = np.asarray(masses, dtype=np.float64)
+        self.sigma = float(sigma)
+        self.plans: list[SegmentPlan] = []
+        for k in range(len(xs) - 1):
+            du = self.times[k + 1] - self.times[k]
+            sub0 = xs[k][rng.choice(len(xs[k]), min(len(xs[k]), 500), replace=False)]
+            sub1 = xs[k + 1][rng.choice(len(xs[k + 1]), min(len(xs[k + 1]), 500), replace=False)]
+            mean_cost = float(ot.dist(sub0, sub1).mean())
+            reg = 2 * self.sigma**2 * du if self.sigma > 0 else ot_reg * mean_cost
+            self.plans.append(
+                build_plan(
+                    xs[k], xs[k + 1], self.masses[k], self.masses[k + 1],
+                    coupling=coupling, reg=reg, reg_m=reg_m * mean_cost,
+                    max_plan_size=max_plan_size, rng=rng,
+                )
+            )
+        self._torch = torch
+        self.xs = [torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in xs]
+
+    def to(self, device) -> "SnapshotPath":
+        self.xs = [x.to(device) for x in self.xs]
+        return self
+
+    def sample_path(self, u: np.ndarray, rng: np.random.Generator):
+        """Points of the path at internal times ``u`` and their mass estimators ``w``."""
+        torch = self._torch
+        k = np.clip(np.searchsorted(self.times, u, side="right") - 1, 0, len(self.plans) - 1)
+        device = self.xs[0].device
+        x = torch.empty(len(u), self.xs[0].shape[1], device=device)
+        w = np.empty(len(u))
+        for seg in np.unique(k):
+            sel = np.nonzero(k == seg)[0]
+            plan = self.plans[seg]
+            du = self.times[seg + 1] - self.times[seg]
+            tau = (u[sel] - self.times[seg]) / du
+            i, j, lra, lrb = plan.pairs(plan.sample(len(sel), rng))
+            tau_t = torch.as_tensor(tau, dtype=torch.float32, device=device)[:, None]
+            x0 = self.xs[seg][torch.as_tensor(i, device=device)]
+            x1 = self.xs[seg + 1][torch.as_tensor(j, device=device)]
+            xt = (1 - tau_t) * x0 + tau_t * x1
+            if self.sigma > 0:
+                noise = torch.as_tensor(rng.standard_normal(xt.shape), dtype=torch.float32, device=device)
+                xt = xt + self.sigma * torch.sqrt(tau_t * (1 - tau_t) * du) * noise
+            x[torch.as_tensor(sel, device=device)] = xt
+            w[sel] = plan.total_mass * np.exp((1 - tau) * lra + tau * lrb)
+        return x, torch.as_tensor(w, dtype=torch.float32, device=device)
+
+    def sample(self, batch_size: int, rng: np.random.Generator):
+        """A :class:`~scam.core.losses.PathBatch` with stratified (low-discrepancy) times."""
+        from .losses import PathBatch
+
+        torch = self._torch
+        u = (rng.random() + np.arange(batch_size)) / batch_size
+        x, w = self.sample_path(u, rng)
+        device = x.device
+        first, last = self.xs[0], self.xs[-1]
+        i0 = torch.as_tensor(rng.integers(0, len(first), batch_size), device=device)
+        i1 = torch.as_tensor(rng.integers(0, len(last), batch_size), device=device)
+        return PathBatch(
+            t=torch.as_tensor(u, dtype=torch.float32, device=device),
+            x=x,
+            w=w,
+            x_start=first[i0],
+            x_end=last[i1],
+            mass_start=float(self.masses[0]),
+            mass_end=float(self.masses[-1]),
+        )

@@ -1,0 +1,306 @@
+"""Training loop: snapshots in, :class:`~scam.core.model.ActionModel` out."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ._utils import logger, make_rng, resolve_device, torch_generator
+from .losses import action_matching_loss
+from .model import ActionModel
+from .network import PotentialConfig, PotentialNet
+from .paths import COUPLINGS, SnapshotPath
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and path settings of :func:`fit`.
+
+    Parameters
+    ----------
+    n_steps
+        Maximum number of optimiser steps.
+    batch_size
+        Path samples per step (times are stratified over ``[t_0, t_K]``).
+    lr, weight_decay
+        AdamW learning rate and weight decay.
+    warmup
+        Linear learning-rate warm-up steps (then cosine decay to ``lr / 10``).
+    ema_decay
+        Exponential moving average of the weights (the EMA weights are returned).
+    grad_clip
+        Maximum gradient norm.
+    eval_every, patience
+        Every ``eval_every`` steps the EMA model is scored on a fixed validation batch; training
+        stops after ``patience`` evaluations without improvement and the best weights are kept.
+    coupling
+        ``"auto"`` (exact OT; Sinkhorn with the Schrödinger-bridge regularisation when ``sigma > 0``;
+        unbalanced OT when ``growth_weight > 0``), or one of ``"ot"``, ``"sinkhorn"``,
+        ``"unbalanced"``, ``"independent"``.
+    sigma
+        Diffusion coefficient in data units; ``> 0`` trains entropic AM.
+    growth_weight
+        ``lambda`` (internal units): ``> 0`` trains unbalanced AM with growth rate ``lambda s``.
+    ot_reg, reg_m
+        Entropic regularisation and marginal relaxation of Sinkhorn/unbalanced couplings, as fractions
+        of the mean squared distance between consecutive snapshots.
+    max_plan_size
+        Largest ``n_k * n_{k+1}`` solved exactly; larger pairs use chunked (minibatch) OT.
+    n_probes
+        Hutchinson probes for the Laplacian (entropic AM).
+    """
+
+    n_steps: int = 4000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 200
+    ema_decay: float = 0.995
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    patience: int = 10
+    coupling: str = "auto"
+    sigma: float = 0.0
+    growth_weight: float = 0.0
+    ot_reg: float = 0.01
+    reg_m: float = 1.0
+    max_plan_size: int = 6_500_000
+    n_probes: int = 1
+
+    def __post_init__(self):
+        for name in ("n_steps", "batch_size", "eval_every", "patience", "n_probes", "max_plan_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("lr", "ot_reg", "reg_m"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}.")
+        for name in ("weight_decay", "warmup", "grad_clip", "sigma", "growth_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}.")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}.")
+        if self.coupling != "auto" and self.coupling not in COUPLINGS:
+            raise ValueError(
+                f"Unknown coupling {self.coupling!r}; choose 'auto' or one of {COUPLINGS}."
+            )
+
+    def to_dict(self) -> dict:
+        """Plain dictionary."""
+        return asdict(self)
+
+    def resolved_coupling(self) -> str:
+        if self.coupling != "auto":
+            return self.coupling
+        if self.growth_weight > 0:
+            return "unbalanced"
+        return "sinkhorn" if self.sigma > 0 else "ot"
+
+
+def validate_snapshots(xs, times, masses=None):
+    """Check snapshots before any work; return float arrays sorted by time.
+
+    Raises
+    ------
+    ValueError
+        With a message naming the problem and the fix.
+    """
+    if len(xs) != len(times):
+        raise ValueError(f"Got {len(xs)} snapshots but {len(times)} times; pass one time per snapshot.")
+    if len(xs) < 2:
+        raise ValueError(
+            f"Action Matching needs at least two time points, got {len(xs)}; "
+            "a single snapshot carries no information about dynamics."
+        )
+    times = np.asarray(times, dtype=np.float64)
+    if not np.all(np.isfinite(times)):
+        raise ValueError("Times must be finite numbers.")
+    if len(np.unique(times)) != len(times):
+        raise ValueError(f"Times must be distinct, got {times.tolist()}; merge snapshots of equal time.")
+    arrays = []
+    dim = None
+    for t, x in zip(times, xs):
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"The snapshot at time {t:g} must be a 2-D array (cells x dims), got shape {x.shape}.")
+        if x.shape[0] < 2:
+            raise ValueError(
+                f"The snapshot at time {t:g} has {x.shape[0]} cell(s); every time point needs at least 2. "
+                "Drop or merge that time point."
+            )
+        if dim is None:
+            dim = x.shape[1]
+        elif x.shape[1] != dim:
+            raise ValueError(
+                f"Mismatched dimensions: the snapshot at time {t:g} has {x.shape[1]} dims, earlier ones {dim}."
+            )
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"The snapshot at time {t:g} contains NaN or infinite values; remove or impute them.")
+        arrays.append(x)
+    order = np.argsort(times)
+    arrays = [arrays[i] for i in order]
+    times = times[order]
+    if masses is not None:
+        masses = np.asarray(masses, dtype=np.float64)
+        if masses.shape != (len(xs),):
+            raise ValueError(f"`masses` must have one value per time point ({len(xs)}), got shape {masses.shape}.")
+        if not np.all(np.isfinite(masses)) or np.any(masses <= 0):
+            raise ValueError("`masses` must be positive and finite.")
+        masses = masses[order] / masses[order][0]
+    return arrays, times, masses
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def fit(
+    xs: list[np.ndarray],
+    times,
+    *,
+    masses=None,
+    network: PotentialConfig | None = None,
+    config: TrainConfig | None = None,
+    rng: int | np.random.Generator | None = 0,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> ActionModel:
+    """Learn an Action Matching model from time-labelled snapshots.
+
+    Parameters
+    ----------
+    xs
+        One ``(n_k, d)`` array of cells per time point.
+    times
+        The time of each snapshot (any order, any unit; need not be evenly spaced).
+    masses
+        Relative population size at each time point (unbalanced models only; default: all equal).
+    network
+        Architecture; default ``PotentialConfig(dim=d)``.
+    config
+        Training settings; default ``TrainConfig()``.
+    rng
+        Seed or numpy Generator: the only source of randomness (network init, couplings, batches).
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, or a torch device.
+    progress
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    ActionModel
+        With ``history`` holding ``step``, ``loss`` (mean training loss since the last evaluation)
+        and ``val_loss`` (EMA weights, fixed validation batch).
+    """
+    config = config or TrainConfig()
+    xs, times, masses = validate_snapshots(xs, times, masses)
+    if masses is None:
+        masses = np.ones(len(xs))
+    elif config.growth_weight == 0 and not np.allclose(masses, 1.0):
+        raise ValueError(
+            "Relative masses differ between time points but growth_weight is 0 (a balanced model "
+            "conserves mass); set TrainConfig(growth_weight=...) > 0 or drop `masses`."
+        )
+    dim = xs[0].shape[1]
+    network = network or PotentialConfig(dim=dim)
+    if network.dim != dim:
+        raise ValueError(f"PotentialConfig.dim={network.dim} but the data have {dim} dimensions.")
+    rng = make_rng(rng)
+    dev = resolve_device(device)
+
+    pooled = np.concatenate(xs)
+    shift = pooled.mean(axis=0)
+    scale = float(np.sqrt(pooled.var(axis=0).mean())) or 1.0
+    t_min, t_max = float(times[0]), float(times[-1])
+    duration = t_max - t_min
+    zs = [(x - shift) / scale for x in xs]
+    u = (times - t_min) / duration
+    sigma_u = config.sigma * math.sqrt(duration) / scale
+    coupling = config.resolved_coupling()
+
+    logger.info("scam: building %s couplings between %d time points", coupling, len(xs))
+    path = SnapshotPath(
+        zs, u, masses, coupling=coupling, sigma=sigma_u, ot_reg=config.ot_reg, reg_m=config.reg_m,
+        max_plan_size=config.max_plan_size, rng=rng,
+    ).to(dev)
+
+    tgen = torch_generator(rng)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(0, 2**62)))
+        net = PotentialNet(network)
+    net.to(dev)
+    ema = copy.deepcopy(net)
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: _lr_factor(step, config.warmup, config.n_steps)
+    )
+    loss_kw = dict(sigma=sigma_u, growth_weight=config.growth_weight, n_probes=config.n_probes)
+
+    val_rng = np.random.default_rng(rng.integers(0, 2**62))
+    val_batch = path.sample(4 * config.batch_size, val_rng)
+    val_gen = torch_generator(val_rng)
+    val_state = val_gen.get_state()
+
+    def evaluate() -> float:
+        val_gen.set_state(val_state)
+        loss, _ = action_matching_loss(ema, val_batch, generator=val_gen, **loss_kw)
+        return float(loss.detach())
+
+    hist_step, hist_loss, hist_val = [], [], []
+    best, best_state, bad = math.inf, copy.deepcopy(ema.state_dict()), 0
+    running, n_running = 0.0, 0
+    bar = tqdm(range(config.n_steps), disable=not progress, desc="action matching", leave=False)
+    for step in bar:
+        batch = path.sample(config.batch_size, rng)
+        loss, _ = action_matching_loss(net, batch, generator=tgen, **loss_kw)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"The loss became {float(loss)} at step {step}; lower the learning rate "
+                "or the growth weight."
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            decay = min(config.ema_decay, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        running += float(loss.detach())
+        n_running += 1
+        if (step + 1) % config.eval_every == 0 or step + 1 == config.n_steps:
+            val = evaluate()
+            hist_step.append(step + 1)
+            hist_loss.append(running / n_running)
+            hist_val.append(val)
+            running, n_running = 0.0, 0
+            bar.set_postfix(val=f"{val:.4g}")
+            if val < best:
+                best, best_state, bad = val, copy.deepcopy(ema.state_dict()), 0
+            else:
+                bad += 1
+                if bad >= config.patience:
+                    logger.info("scam: stopping at step %d (no improvement for %d evaluations)", step + 1, bad)
+                    break
+    bar.close()
+    ema.load_state_dict(best_state)
+    history = {
+        "step": np.asarray(hist_step),
+        "loss": np.asarray(hist_loss),
+        "val_loss": np.asarray(hist_val),
+    }
+    return ActionModel(
+        ema, shift=shift, scale=scale, t_min=t_min, t_max=t_max,
+        growth_weight=config.growth_weight, sigma=config.sigma, history=history,
+    )
