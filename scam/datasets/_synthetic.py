@@ -169,3 +169,182 @@ def ornstein_uhlenbeck(
         growth_rate=lambda x, t: np.zeros(len(x)), marginal=marginal, sigma=sigma,
         info={"theta": theta},
     )
+
+
+def branching_growth(
+    n_cells: int = 1000,
+    *,
+    times=(0.0, 0.5, 1.0, 1.5, 2.0),
+    rates=(0.8, -0.6),
+    speed: float = 1.0,
+    spread: float = 1.0,
+    start=(0.0, 0.0),
+    std0: float = 0.3,
+    dim: int = 2,
+    rng=0,
+) -> SyntheticTimeCourse:
+    """A population that splits into a proliferating and a dying branch, with known growth rates.
+
+    At time 0 cells are drawn from ``N(start, std0^2 I)`` (in the first two coordinates; further
+    coordinates, up to ``dim``, are static ``N(0, std0^2)`` padding). A cell whose second coordinate
+    starts above ``start[1]`` belongs to branch 0 and moves with velocity ``(speed, +spread)``, the
+    others to branch 1 with velocity ``(speed, -spread)``; the half-planes are invariant, so the
+    velocity and the growth rate are well defined functions of position. Branch ``k`` has the
+    constant growth rate ``rates[k]``: a cell of the start population carries the weight
+    ``exp(rates[k] t)`` at time ``t``.
+
+    Each snapshot is a sample of the *weighted* pushforward of the start population: the branch of a
+    cell is drawn with probability proportional to ``0.5 exp(rates[k] t)``, then its start position
+    from the half-Gaussian of that branch, then it is moved along the flow. This is the same
+    distribution as resampling pushforward cells proportionally to their weights, so a dying branch
+    is under-represented at later times, as in a real experiment.
+
+    Parameters
+    ----------
+    n_cells
+        Cells per snapshot.
+    times
+        Observation times (>= 0; time 0 is the unweighted start population).
+    rates
+        Growth rates ``(branch 0, branch 1)`` per time unit (positive: proliferation, negative: death).
+    speed
+        Velocity along the first coordinate (shared by both branches).
+    spread
+        Speed at which the branches move apart along the second coordinate.
+    start
+        Mean of the start population in the first two coordinates.
+    std0
+        Standard deviation of the start population.
+    dim
+        Dimension (>= 2); coordinates beyond the second are static noise.
+    rng
+        Seed or Generator.
+
+    Returns
+    -------
+    SyntheticTimeCourse
+        ``masses[k] = M(times[k]) / M(times[0])`` with ``M(t) = 0.5 exp(rates[0] t) + 0.5 exp(rates[1] t)``,
+        the exact total weight. ``info`` holds ``rates``, ``branch`` (one integer array per snapshot:
+        the branch of each cell), ``branch_fraction`` (expected fraction of branch 0 per snapshot),
+        ``mass_from_start`` (``M(t)`` relative to time 0) and ``branch_names``.
+    """
+    if dim < 2:
+        raise ValueError(f"`dim` must be >= 2, got {dim}.")
+    times = np.asarray(times, float)
+    if np.any(times < 0):
+        raise ValueError("`times` must be >= 0 (time 0 is the start population).")
+    rng = make_rng(rng)
+    r = np.asarray(rates, float)
+    if r.shape != (2,):
+        raise ValueError(f"`rates` must hold two numbers (one per branch), got {rates!r}.")
+    start = np.asarray(start, float)
+    y_split = float(start[1])
+
+    def total_mass(t):
+        return 0.5 * np.exp(r[0] * t) + 0.5 * np.exp(r[1] * t)
+
+    def branch_of(x):
+        return np.where(np.asarray(x)[:, 1] > y_split, 0, 1)
+
+    def velocity(x, t):
+        x = np.asarray(x, float)
+        v = np.zeros_like(x)
+        v[:, 0] = speed
+        v[:, 1] = spread * np.sign(x[:, 1] - y_split)
+        return v
+
+    def growth_rate(x, t):
+        return r[branch_of(x)]
+
+    xs, branches, fractions = [], [], []
+    for t in times:
+        frac0 = 0.5 * np.exp(r[0] * t) / total_mass(t)
+        branch = np.where(rng.random(n_cells) < frac0, 0, 1)
+        x = np.empty((n_cells, dim))
+        x[:, 0] = start[0] + std0 * rng.standard_normal(n_cells) + speed * t
+        side = np.where(branch == 0, 1.0, -1.0)
+        x[:, 1] = y_split + side * (np.abs(std0 * rng.standard_normal(n_cells)) + spread * t)
+        if dim > 2:
+            x[:, 2:] = std0 * rng.standard_normal((n_cells, dim - 2))
+        xs.append(x)
+        branches.append(branch)
+        fractions.append(frac0)
+    mass_from_start = total_mass(times)
+    return SyntheticTimeCourse(
+        xs=xs, times=times, masses=mass_from_start / mass_from_start[0], velocity=velocity,
+        growth_rate=growth_rate, marginal=None, sigma=0.0,
+        info={
+            "rates": r, "branch": branches, "branch_fraction": np.asarray(fractions),
+            "mass_from_start": mass_from_start, "branch_names": ("proliferating", "dying"),
+            "speed": speed, "spread": spread, "start": start, "std0": std0,
+        },
+    )
+
+
+def gaussian_growth(
+    n_cells: int = 1000,
+    *,
+    times=(0.0, 0.5, 1.0),
+    drift=(1.0, 0.0),
+    growth_slope=(0.0, 0.8),
+    growth_offset: float = 0.0,
+    mean0=(0.0, 0.0),
+    cov0=((0.25, 0.0), (0.0, 0.25)),
+    rng=0,
+) -> SyntheticTimeCourse:
+    """Constant drift with a linear growth rate ``g(x) = b + a . x``; Gaussian marginals in closed form.
+
+    Cells start from ``N(m0, S)`` and move with the constant velocity ``v``; a cell at ``x`` divides
+    (``g > 0``) or dies (``g < 0``) at rate ``g(x)``. The weighted population stays Gaussian:
+    ``N(m0 + v t + t S a, S)``, with total mass ``M(t) = exp(b t + t a.m0 + t^2 a.v / 2 + t^2 a.S a / 2)``.
+    Its mean moves at ``v + S a``, not ``v``: growth alone shifts the population, which a model
+    without growth mistakes for motion.
+
+    Parameters
+    ----------
+    n_cells
+        Cells per snapshot.
+    times
+        Observation times (>= 0; time 0 is the start population).
+    drift
+        The constant velocity ``v``.
+    growth_slope, growth_offset
+        ``a`` and ``b`` of the growth rate ``g(x) = b + a . x``.
+    mean0, cov0
+        The start population ``N(m0, S)``.
+    rng
+        Seed or Generator.
+
+    Returns
+    -------
+    SyntheticTimeCourse
+        ``masses[k] = M(times[k]) / M(times[0])``; ``marginal(t)`` is the normalised Gaussian.
+    """
+    rng = make_rng(rng)
+    v = np.asarray(drift, float)
+    a = np.asarray(growth_slope, float)
+    m0 = np.asarray(mean0, float)
+    s0 = np.asarray(cov0, float)
+    if not (v.shape == a.shape == m0.shape and s0.shape == (len(m0), len(m0))):
+        raise ValueError("`drift`, `growth_slope`, `mean0` and `cov0` must have matching dimensions.")
+    b = float(growth_offset)
+
+    def marginal(t):
+        return m0 + v * t + t * (s0 @ a), s0
+
+    def total_mass(t):
+        t = np.asarray(t, float)
+        return np.exp(b * t + t * (a @ m0) + t**2 * (a @ v) / 2 + t**2 * (a @ s0 @ a) / 2)
+
+    times = np.asarray(times, float)
+    if np.any(times < 0):
+        raise ValueError("`times` must be >= 0 (time 0 is the start population).")
+    xs = [rng.multivariate_normal(*marginal(t), size=n_cells) for t in times]
+    mass = total_mass(times)
+    return SyntheticTimeCourse(
+        xs=xs, times=times, masses=mass / mass[0],
+        velocity=lambda x, t: np.broadcast_to(v, np.shape(x)).copy(),
+        growth_rate=lambda x, t: b + np.asarray(x, float) @ a,
+        marginal=marginal, sigma=0.0,
+        info={"drift": v, "growth_slope": a, "growth_offset": b, "mass_from_start": mass},
+    )
