@@ -39,9 +39,11 @@ class TrainConfig:
         Every ``eval_every`` steps the EMA model is scored on a fixed validation batch; training
         stops after ``patience`` evaluations without improvement and the best weights are kept.
     coupling
-        ``"auto"`` (exact OT; Sinkhorn with the Schrödinger-bridge regularisation when ``sigma > 0``;
-        unbalanced OT when ``growth_weight > 0``), or one of ``"ot"``, ``"sinkhorn"``,
-        ``"unbalanced"``, ``"independent"``.
+        ``"auto"`` (exact OT; Sinkhorn with the Schrödinger-bridge regularisation when ``sigma > 0``),
+        or one of ``"ot"``, ``"sinkhorn"``, ``"unbalanced"`` (entropic unbalanced OT: slower, lets the
+        path itself redistribute mass between cells), ``"independent"``. With unequal masses the
+        balanced plans interpolate each pair's mass geometrically, so the path's total mass follows
+        the given masses; the unbalanced objective then decides how much of the change is growth.
     sigma
         Diffusion coefficient in data units; ``> 0`` trains entropic AM.
     growth_weight
@@ -96,8 +98,6 @@ class TrainConfig:
     def resolved_coupling(self) -> str:
         if self.coupling != "auto":
             return self.coupling
-        if self.growth_weight > 0:
-            return "unbalanced"
         return "sinkhorn" if self.sigma > 0 else "ot"
 
 

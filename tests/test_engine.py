@@ -1,0 +1,233 @@
+"""Ground-truth tests of the Action Matching engine (scam.core): closed-form dynamics, not 'loss went down'."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from scam.core import ActionModel, PotentialConfig, SnapshotPath, TrainConfig, action_matching_loss, fit
+from scam.datasets._synthetic import gaussian_geodesic, ornstein_uhlenbeck
+from scam.metrics import gaussian_w2
+
+SMALL = PotentialConfig(dim=2, hidden=64, n_layers=3)
+
+
+def rel_err(est, true):
+    return float(np.linalg.norm(est - true) / np.linalg.norm(true))
+
+
+@pytest.fixture(scope="module")
+def geodesic():
+    return gaussian_geodesic(1000, rng=0)
+
+
+@pytest.fixture(scope="module")
+def geodesic_model(geodesic):
+    return fit(geodesic.xs, geodesic.times, network=SMALL, config=TrainConfig(n_steps=1500), rng=0, progress=False)
+
+
+def test_gaussian_geodesic_velocity(geodesic, geodesic_model):
+    """Learned grad s matches the closed-form W2-geodesic velocity (relative L2 <= 10%)."""
+    rng = np.random.default_rng(1)
+    est, true = [], []
+    for t in np.linspace(0.1, 0.9, 9):
+        x = geodesic.sample_marginal(t, 500, rng)
+        est.append(geodesic_model.velocity(x, t))
+        true.append(geodesic.velocity(x, t))
+    err = rel_err(np.concatenate(est), np.concatenate(true))
+    assert err <= 0.10, err
+
+
+def test_push_follows_geodesic_and_reverses(geodesic, geodesic_model):
+    """Pushing t=0 cells to t=1 lands on the OT map; pushing back returns the cells."""
+    x0 = geodesic.xs[0][:300]
+    x1 = geodesic_model.push(x0, 0.0, 1.0)
+    mapped = np.array([3.0, 1.0]) + x0 @ geodesic.info["ot_map"].T  # m1 + A (x - m0), m0 = 0
+    assert rel_err(x1 - x0, mapped - x0) < 0.12
+    back = geodesic_model.push(x1, 1.0, 0.0)
+    np.testing.assert_allclose(back, x0, atol=1e-3)
+
+
+class _GeodesicPotential(nn.Module):
+    """The exact potential of the Gaussian W2 geodesic, in the internal units of a fitted model."""
+
+    def __init__(self, tc, model: ActionModel, perturb: float = 0.0):
+        super().__init__()
+        self.a = torch.tensor(tc.info["ot_map"], dtype=torch.float32)
+        self.m0, self.m1 = torch.tensor([0.0, 0.0]), torch.tensor([3.0, 1.0])
+        self.shift = torch.tensor(model.shift, dtype=torch.float32)
+        self.scale, self.T = model.scale, model.duration
+        self.perturb = perturb
+
+    def forward(self, t, z):
+        x = z * self.scale + self.shift
+        eye = torch.eye(2)
+        out = []
+        for tv, xv in zip(t, x):
+            bt = (self.a - eye) @ torch.linalg.inv((1 - tv) * eye + tv * self.a)
+            mt = (1 - tv) * self.m0 + tv * self.m1
+            d = xv - mt
+            out.append(0.5 * d @ bt @ d + (self.m1 - self.m0) @ xv)
+        phi = torch.stack(out) * self.T / self.scale**2  # data-unit potential -> internal
+        return phi + self.perturb * torch.sin(z[:, 0] + t)
+
+
+def test_loss_is_minimised_by_true_potential(geodesic, geodesic_model):
+    """The AM objective is smallest at the true potential: perturbing it raises the loss."""
+    z = [(x - geodesic_model.shift) / geodesic_model.scale for x in geodesic.xs]
+    path = SnapshotPath(z, np.array([0.0, 1.0]), np.ones(2), coupling="ot", rng=np.random.default_rng(0))
+    batch = path.sample(4000, np.random.default_rng(1))
+    losses = {}
+    for eps in (0.0, 0.3, -0.3):
+        net = _GeodesicPotential(geodesic, geodesic_model, perturb=eps)
+        losses[eps] = float(action_matching_loss(net, batch)[0].detach())
+    assert losses[0.0] < losses[0.3] - 1e-3
+    assert losses[0.0] < losses[-0.3] - 1e-3
+
+
+def test_entropic_beats_balanced_on_ou():
+    """OU process: entropic AM predicts the marginal at an unobserved time; balanced AM does worse."""
+    tc = ornstein_uhlenbeck(800, times=(0.0, 1.0, 2.0), theta=1.0, sigma=1.0, std0=0.1, rng=0)
+    cfg = dict(n_steps=1200)
+    ent = fit(tc.xs, tc.times, network=SMALL, config=TrainConfig(sigma=1.0, **cfg), rng=0, progress=False)
+    bal = fit(tc.xs, tc.times, network=SMALL, config=TrainConfig(**cfg), rng=0, progress=False)
+    mean, cov = tc.marginal(0.5)
+
+    def w2_to_truth(model):
+        y = model.push(tc.xs[0], 0.0, 0.5, n_steps=100, rng=0)
+        return gaussian_w2(y.mean(0), np.cov(y.T), mean, cov)
+
+    w_ent, w_bal = w2_to_truth(ent), w2_to_truth(bal)
+    assert w_ent < 0.12, w_ent  # analytic W2 of the Schroedinger-bridge path itself is ~0.05
+    assert w_ent < 0.5 * w_bal, (w_ent, w_bal)
+
+
+GROWTH_B = np.array([0.3, 0.0])  # potential phi(x) = b.x: velocity b, growth g = lam * b.x
+GROWTH_LAM = 2.0
+
+
+def linear_growth(n_cells=1000, times=(0.0, 0.5, 1.0, 1.5, 2.0), rng=0):
+    """Known time-constant growth field g(x) = lam b.x with drift b, from N(0, I).
+
+    Along characteristics x_t = x_0 + b t and log w = lam (b.x_0 t + |b|^2 t^2 / 2), so the normalised
+    marginal is N((1 + lam) b t, I) and the mass M_t = exp(lam |b|^2 t^2 / 2 + lam^2 |b|^2 t^2 / 2).
+    """
+    rng = np.random.default_rng(rng)
+    times = np.asarray(times)
+    b, lam = GROWTH_B, GROWTH_LAM
+    xs = [rng.standard_normal((n_cells, 2)) + (1 + lam) * b * t for t in times]
+    masses = np.exp((lam + lam**2) * (b @ b) * times**2 / 2)
+    return xs, times, masses, (lambda x: lam * x @ b)
+
+
+def test_linear_growth_closed_form():
+    """The generator's masses and means agree with a direct particle simulation."""
+    rng = np.random.default_rng(5)
+    x0 = rng.standard_normal((400_000, 2))
+    t = 1.5
+    w = np.exp(GROWTH_LAM * (x0 @ GROWTH_B * t + GROWTH_B @ GROWTH_B * t**2 / 2))
+    xs, times, masses, _ = linear_growth(10, times=(0.0, t))
+    assert abs(w.mean() / masses[1] - 1) < 0.01
+    np.testing.assert_allclose((w[:, None] * (x0 + GROWTH_B * t)).sum(0) / w.sum(), (1 + GROWTH_LAM) * GROWTH_B * t, atol=0.01)
+
+
+def test_unbalanced_recovers_growth_field():
+    """A known time-constant growth field, the drift and the mass ratio are recovered."""
+    xs, times, masses, g = linear_growth()
+    scale = np.sqrt(np.concatenate(xs).var(axis=0).mean())  # the model's internal length unit
+    model = fit(
+        xs, times, masses=masses, network=SMALL,
+        config=TrainConfig(n_steps=1500, growth_weight=GROWTH_LAM * scale**2), rng=0, progress=False,
+    )
+    est = np.concatenate([model.growth_rate(x, t) for x, t in zip(xs, times)])
+    true = np.concatenate([g(x) for x in xs])
+    assert rel_err(est, true) <= 0.15
+    vel = np.concatenate([model.velocity(x, t) for x, t in zip(xs, times)])
+    assert rel_err(vel, np.broadcast_to(GROWTH_B, vel.shape)) <= 0.15
+    _, logw = model.trajectory(xs[0], [times[0], times[-1]])
+    ratio = np.exp(logw[-1]).mean()
+    assert abs(ratio / masses[-1] - 1) < 0.10, (ratio, masses[-1])
+    _, w = model.push(xs[0], times[0], times[-1], return_weights=True)
+    np.testing.assert_allclose(w.sum(), 1.0)
+    np.testing.assert_allclose(w, np.exp(logw[-1]) / np.exp(logw[-1]).sum(), rtol=1e-6)
+    # log-weights: int g dt along x_t = x_0 + b t is linear in x_0 with slope lam t b
+    slope = np.polyfit(xs[0][:, 0], logw[-1], 1)[0]
+    assert abs(slope / (GROWTH_LAM * GROWTH_B[0] * times[-1]) - 1) < 0.15, slope
+
+
+def test_unbalanced_path_has_snapshot_masses():
+    """The mass estimator of the path equals M_k at the snapshots (endpoint-exact pair weights)."""
+    xs, times, masses, _ = linear_growth(300)
+    rng = np.random.default_rng(0)
+    for coupling in ("ot", "unbalanced"):
+        path = SnapshotPath(xs, times / times[-1], masses, coupling=coupling, rng=rng)
+        for k in range(len(times) - 1):
+            lo, hi = times[k] / times[-1], times[k + 1] / times[-1]
+            for u, m in ((lo + 1e-9, masses[k]), (hi - 1e-9, masses[k + 1])):
+                _, w = path.sample_path(np.full(20000, u), rng)
+                assert abs(float(w.mean()) / m - 1) < 0.03, (coupling, k, float(w.mean()), m)
+
+
+def test_same_seed_same_result():
+    tc = gaussian_geodesic(200, rng=0)
+    cfg = TrainConfig(n_steps=60, eval_every=20)
+    m1 = fit(tc.xs, tc.times, network=SMALL, config=cfg, rng=3, progress=False)
+    m2 = fit(tc.xs, tc.times, network=SMALL, config=cfg, rng=3, progress=False)
+    m3 = fit(tc.xs, tc.times, network=SMALL, config=cfg, rng=4, progress=False)
+    x = tc.xs[0][:50]
+    np.testing.assert_array_equal(m1.velocity(x, 0.5), m2.velocity(x, 0.5))
+    assert not np.allclose(m1.velocity(x, 0.5), m3.velocity(x, 0.5))
+
+
+def test_save_load_roundtrip(tmp_path, geodesic, geodesic_model):
+    path = tmp_path / "model.npz"
+    geodesic_model.save(path)
+    with np.load(path, allow_pickle=False) as f:  # plain arrays only
+        assert "config" in f.files
+    loaded = ActionModel.load(path)
+    x = geodesic.xs[1][:100]
+    np.testing.assert_allclose(loaded.velocity(x, 0.3), geodesic_model.velocity(x, 0.3), rtol=1e-6)
+    np.testing.assert_allclose(loaded.potential(x, 0.3), geodesic_model.potential(x, 0.3), rtol=1e-6)
+    again = ActionModel.from_dict(geodesic_model.to_dict())
+    np.testing.assert_allclose(again.push(x, 1.0, 0.5), geodesic_model.push(x, 1.0, 0.5), rtol=1e-5)
+
+
+def test_potential_gradient_is_velocity(geodesic, geodesic_model):
+    """In data units, the finite-difference gradient of potential() equals velocity()."""
+    x = geodesic.xs[0][:20]
+    h = 1e-2
+    fd = np.stack(
+        [(geodesic_model.potential(x + h * e, 0.4) - geodesic_model.potential(x - h * e, 0.4)) / (2 * h) for e in np.eye(2)],
+        axis=1,
+    )
+    np.testing.assert_allclose(fd, geodesic_model.velocity(x, 0.4), rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    "xs, times, match",
+    [
+        ([np.zeros((5, 2))], [0.0], "at least two time points"),
+        ([np.zeros((5, 2)), np.zeros((0, 2))], [0.0, 1.0], "at least 2"),
+        ([np.zeros((5, 2)), np.full((5, 2), np.nan)], [0.0, 1.0], "NaN"),
+        ([np.zeros((5, 2)), np.zeros((5, 3))], [0.0, 1.0], "Mismatched dimensions"),
+        ([np.zeros((5, 2)), np.zeros((5, 2))], [1.0, 1.0], "distinct"),
+        ([np.zeros((5, 2)), np.zeros((5, 2))], [0.0], "one time per snapshot"),
+    ],
+)
+def test_bad_inputs_raise_before_training(xs, times, match, monkeypatch):
+    import scam.core.train as train
+
+    def boom(*a, **k):  # any path construction means work started
+        raise AssertionError("work started before validation")
+
+    monkeypatch.setattr(train, "SnapshotPath", boom)
+    with pytest.raises(ValueError, match=match):
+        fit(xs, times, progress=False)
+
+
+def test_masses_without_growth_is_an_error():
+    tc = gaussian_geodesic(50, rng=0)
+    with pytest.raises(ValueError, match="growth_weight"):
+        fit(tc.xs, tc.times, masses=[1.0, 2.0], progress=False)
