@@ -1,0 +1,7 @@
+"""AnnData tools: fit Action Matching on a time course and use the fitted dynamics."""
+
+from ._action_matching import action_matching
+from ._dynamics import ancestors, couplings, fate_probabilities, simulate
+from ._utils import get_model
+
+__all__ = ["action_matching", "ancestors", "couplings", "fate_probabilities", "get_model", "simulate"]

@@ -1,0 +1,252 @@
+"""``scam.tl.action_matching``: fit Action Matching on an AnnData time course."""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Mapping
+
+import numpy as np
+from anndata import AnnData
+
+from ..core import ActionModel, PotentialConfig, TrainConfig, fit
+from ..core._utils import logger, make_rng
+from ._utils import DEFAULT_KEY, embedding, numeric_times, plain
+
+GROWTH_MODES = ("none", "learn", "counts", "masses", "prior")
+_CHUNK = 16384
+
+
+def _growth_masses(adata, growth, t_all, fit_mask, fit_times):
+    """Resolve ``growth`` to (mode, relative masses per fitted time or None, extra record)."""
+    if growth is None:
+        return "none", None, {}
+    if isinstance(growth, str) and growth == "learn":
+        return "learn", np.ones(len(fit_times)), {}
+    if isinstance(growth, str) and growth == "counts":
+        counts = np.array([np.sum(fit_mask & (t_all == t)) for t in fit_times], dtype=float)
+        return "counts", counts / counts[0], {"observed": counts / counts[0]}
+    if isinstance(growth, Mapping):
+        try:
+            given = {float(k): float(v) for k, v in growth.items()}
+        except (TypeError, ValueError):
+            raise ValueError("`growth` as a dict maps time values to relative masses, e.g. {2: 1.0, 4: 2.6}.") from None
+        missing = [t for t in fit_times if t not in given]
+        if missing:
+            raise ValueError(f"`growth` dict has no mass for time point(s) {missing}; give one per time point.")
+        masses = np.array([given[t] for t in fit_times])
+        if not np.all(np.isfinite(masses)) or np.any(masses <= 0):
+            raise ValueError("Masses in `growth` must be positive and finite.")
+        return "masses", masses / masses[0], {"observed": masses / masses[0]}
+    if isinstance(growth, str):
+        if growth not in adata.obs:
+            raise KeyError(
+                f"`growth={growth!r}` is neither None, 'learn', 'counts', a dict of masses, nor a column of "
+                "`adata.obs`. Run `scam.pp.score_growth` first for a per-cell prior."
+            )
+        col = np.asarray(adata.obs[growth], dtype=float)
+        if not np.all(np.isfinite(col[fit_mask])):
+            raise ValueError(f"`adata.obs[{growth!r}]` has NaN or infinite values.")
+        per_time = [col[fit_mask & (t_all == t)] for t in fit_times]
+        if all(np.ptp(v) <= 1e-12 * max(1.0, abs(v[0])) for v in per_time):
+            masses = np.array([v[0] for v in per_time])
+            if np.any(masses <= 0):
+                raise ValueError(f"`adata.obs[{growth!r}]` is constant per time point, so it is read as masses; they must be > 0.")
+            return "masses", masses / masses[0], {"observed": masses / masses[0]}
+        # per-cell log growth rates (e.g. scam.pp.score_growth): integrate the prior between time points
+        ratios = [np.mean(np.exp(v * (t1 - t0))) for v, t0, t1 in zip(per_time[:-1], fit_times[:-1], fit_times[1:])]
+        masses = np.concatenate([[1.0], np.cumprod(ratios)])
+        return "prior", masses, {"prior": masses}
+    raise TypeError(f"Unsupported `growth` of type {type(growth).__name__}.")
+
+
+def action_matching(
+    adata: AnnData,
+    time_key: str,
+    *,
+    use_rep: str = "X_pca",
+    n_dims: int | None = None,
+    holdout=None,
+    growth=None,
+    sigma: float = 0.0,
+    growth_weight: float | None = None,
+    network: Mapping | None = None,
+    config: Mapping | None = None,
+    rng: int | np.random.Generator | None = 0,
+    device: str = "auto",
+    progress: bool = True,
+    key_added: str = DEFAULT_KEY,
+    copy: bool = False,
+) -> AnnData | None:
+    """Learn continuous population dynamics from a time course with Action Matching.
+
+    A potential ``phi_t(x)`` is fitted on the embedding so that cells move with velocity
+    ``grad phi`` (plus noise ``sigma dW`` for entropic models) and, for unbalanced models, grow or
+    die at rate ``g = lambda phi``, reproducing the observed snapshots. Training is simulation-free.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix; one snapshot per value of ``obs[time_key]``.
+    time_key
+        Column of ``adata.obs`` with the sampling time of each cell: numeric, or categorical/string
+        labels with numeric values (``'2'``, ``'4.5'``). Need not start at 0 or be evenly spaced;
+        the model uses these values as its time unit.
+    use_rep
+        Embedding in ``adata.obsm`` to model (default ``'X_pca'``).
+    n_dims
+        Use only the first ``n_dims`` components of ``use_rep`` (default: all).
+    holdout
+        Time value(s) removed before anything else is computed (scaling, couplings, masses), for
+        held-out evaluation. Recorded in the params.
+    growth
+        Mass change between time points:
+
+        - ``None``: balanced; the population only moves (mass is conserved).
+        - ``'learn'``: unbalanced with equal total masses; growth rates are learned *relative to the
+          population average* (some cells expand while others shrink).
+        - ``'counts'``: relative masses = number of cells per time point (valid when the sampled cell
+          numbers are proportional to the population size).
+        - a dict ``{time: relative mass}``: known population sizes.
+        - an ``obs`` key: constant within each time point = relative masses; varying = a per-cell prior
+          log growth rate per time unit (e.g. from :func:`scam.pp.score_growth`), integrated over each
+          gap to give the relative masses.
+    sigma
+        Diffusion coefficient in embedding units per sqrt(time unit); ``> 0`` trains entropic AM.
+    growth_weight
+        ``lambda`` of unbalanced AM (in standardised units; the price of transport relative to growth).
+        Default 1.0 when ``growth`` is given; ignored when balanced.
+    network
+        Architecture options (:class:`~scam.core.PotentialConfig` fields, e.g. ``{"hidden": 128}``).
+    config
+        Training options (:class:`~scam.core.TrainConfig` fields, e.g. ``{"n_steps": 2000}``);
+        ``sigma`` and ``growth_weight`` are passed above, not here.
+    rng
+        Seed or numpy Generator; the only source of randomness.
+    device
+        ``'auto'`` (CUDA when available), ``'cpu'`` or ``'cuda'``.
+    progress
+        Show a progress bar.
+    key_added
+        Key under which results are written.
+    copy
+        Return a modified copy instead of writing to ``adata``.
+
+    Returns
+    -------
+    ``None`` (or a copy with ``copy=True``); writes
+
+    ``adata.uns[key_added]``
+        ``'params'`` (all options, including ``holdout``), ``'times'`` (fitted time points),
+        ``'scaling'`` (``shift``, ``scale``, ``t_min``, ``t_max``), ``'history'`` (``step``, ``loss``,
+        ``val_loss``), ``'model'`` (config JSON + weight arrays; see :func:`scam.tl.get_model`),
+        ``'fit_seconds'``, and for unbalanced models ``'mass'`` (``times``, ``model``: the model's total
+        mass on a time grid relative to the first time point; ``observed_times`` and ``observed`` or
+        ``prior`` masses).
+    ``adata.obsm[f'{key_added}_velocity']``
+        Velocity of each cell at its own time, in ``use_rep`` units per time unit (NaN outside the
+        fitted time range).
+    ``adata.obs[f'{key_added}_potential']``
+        Potential ``phi`` of each cell at its own time.
+    ``adata.obs[f'{key_added}_growth']``
+        Growth rate per time unit (unbalanced models only).
+
+    Examples
+    --------
+    >>> import scam
+    >>> adata = scam.datasets.demo()
+    >>> scam.tl.action_matching(adata, "day", n_dims=5, growth="counts")  # doctest: +SKIP
+    >>> model = scam.tl.get_model(adata)  # doctest: +SKIP
+    """
+    # ---------------------------------------------------------------- validation, before any work
+    t_all = numeric_times(adata, time_key)
+    x_all = embedding(adata, use_rep, n_dims)
+    n_dims = x_all.shape[1]
+    times = np.unique(t_all)
+    hold = np.atleast_1d(np.asarray([] if holdout is None else holdout, dtype=float))
+    for h in hold:
+        if not np.any(np.isclose(times, h)):
+            raise ValueError(f"`holdout={h:g}` is not among the time points {times.tolist()}.")
+    hold = np.array([times[np.isclose(times, h)][0] for h in hold])
+    fit_times = np.array([t for t in times if t not in hold])
+    if len(fit_times) < 2:
+        need = "three time points when one is held out" if len(hold) else "at least two time points"
+        raise ValueError(f"Action Matching needs {need}; `{time_key}` has {times.tolist()}.")
+    fit_mask = np.isin(t_all, fit_times)
+    for t in fit_times:
+        n_t = int(np.sum(t_all == t))
+        if n_t < 2:
+            raise ValueError(f"Time point {t:g} has {n_t} cell(s); every time point needs at least 2.")
+    if not np.all(np.isfinite(x_all[fit_mask])):
+        raise ValueError(f"`adata.obsm[{use_rep!r}]` contains NaN or infinite values; remove those cells or recompute the embedding.")
+    mode, masses, mass_record = _growth_masses(adata, growth, t_all, fit_mask, fit_times)
+    if growth_weight is not None and growth_weight < 0:
+        raise ValueError("`growth_weight` must be >= 0.")
+    lam = 0.0 if mode == "none" else (1.0 if growth_weight is None else float(growth_weight))
+    if mode != "none" and lam == 0:
+        raise ValueError("`growth` was given but `growth_weight` is 0; a balanced model cannot change mass.")
+    config = dict(config or {})
+    for name in ("sigma", "growth_weight"):
+        if name in config:
+            raise ValueError(f"Pass `{name}` as an argument of `action_matching`, not inside `config`.")
+    train_cfg = TrainConfig(sigma=float(sigma), growth_weight=lam, **config)
+    net_cfg = PotentialConfig(dim=n_dims, **dict(network or {}))
+
+    # ---------------------------------------------------------------- work (nothing written yet)
+    seed, rng = rng, make_rng(rng)
+    xs = [x_all[t_all == t] for t in fit_times]
+    start = _time.perf_counter()
+    model = fit(
+        xs, fit_times, masses=masses if mode != "none" else None, network=net_cfg, config=train_cfg,
+        rng=rng, device=device, progress=progress,
+    )
+    fit_seconds = _time.perf_counter() - start
+    logger.info("scam: fitted %s in %.1f s", model, fit_seconds)
+
+    in_range = (t_all >= fit_times[0]) & (t_all <= fit_times[-1])
+    velocity = np.full(x_all.shape, np.nan)
+    potential = np.full(adata.n_obs, np.nan)
+    growth_rate = np.full(adata.n_obs, np.nan)
+    idx = np.nonzero(in_range)[0]
+    for s in range(0, len(idx), _CHUNK):
+        sel = idx[s : s + _CHUNK]
+        velocity[sel] = model.velocity(x_all[sel], t_all[sel])
+        potential[sel] = model.potential(x_all[sel], t_all[sel])
+        growth_rate[sel] = model.growth_rate(x_all[sel], t_all[sel])
+
+    entry = {
+        "params": plain({
+            "time_key": time_key, "use_rep": use_rep, "n_dims": n_dims, "holdout": hold.tolist(),
+            "growth": mode, "growth_key": growth if isinstance(growth, str) and growth in adata.obs else None,
+            "sigma": float(sigma), "growth_weight": lam, "network": net_cfg.to_dict(),
+            "config": train_cfg.to_dict(), "device": str(model.device),
+            "rng": int(seed) if isinstance(seed, (int, np.integer)) else "numpy.random.Generator",
+        }),
+        "times": fit_times,
+        "scaling": {"shift": model.shift, "scale": model.scale, "t_min": model.t_min, "t_max": model.t_max},
+        "history": {k: np.asarray(v) for k, v in model.history.items()},
+        "model": model.to(device="cpu").to_dict(),
+        "fit_seconds": fit_seconds,
+    }
+    if mode != "none":
+        entry["mass"] = plain({**_model_mass(model, xs[0], fit_times, rng), "observed_times": fit_times, **mass_record})
+
+    # ---------------------------------------------------------------- write, all at once
+    if copy:
+        adata = adata.copy()
+    adata.uns[key_added] = entry
+    adata.obsm[f"{key_added}_velocity"] = velocity
+    adata.obs[f"{key_added}_potential"] = potential
+    if mode != "none":
+        adata.obs[f"{key_added}_growth"] = growth_rate
+    elif f"{key_added}_growth" in adata.obs:
+        del adata.obs[f"{key_added}_growth"]  # stale from an earlier unbalanced fit
+    return adata if copy else None
+
+
+def _model_mass(model: ActionModel, x0: np.ndarray, fit_times: np.ndarray, rng, n_grid: int = 41) -> dict:
+    """Total mass of the model population on a time grid, relative to the first time point."""
+    if len(x0) > 2000:
+        x0 = x0[rng.choice(len(x0), 2000, replace=False)]
+    grid = np.linspace(fit_times[0], fit_times[-1], n_grid)
+    _, logw = model.trajectory(x0, grid, stochastic=False)
+    return {"times": grid, "model": np.exp(logw).mean(axis=1)}

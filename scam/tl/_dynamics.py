@@ -1,0 +1,372 @@
+"""Tools that use a fitted model: simulate trajectories, fate probabilities, ancestors, couplings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+from sklearn.neighbors import NearestNeighbors
+
+from ..core._utils import make_rng
+from ._utils import DEFAULT_KEY, fit_embedding, get_model, plain, select_cells
+
+
+def _time_index(t_all: np.ndarray, value: float, name: str) -> np.ndarray:
+    mask = np.isclose(t_all, float(value))
+    if not mask.any():
+        raise ValueError(f"`{name}={value}` matches no cells; observed times are {np.unique(t_all).tolist()}.")
+    return mask
+
+
+def _check_range(params_times, value, name):
+    lo, hi = float(np.min(params_times)), float(np.max(params_times))
+    if not lo - 1e-9 <= float(value) <= hi + 1e-9:
+        raise ValueError(f"`{name}={value}` is outside the fitted time range [{lo:g}, {hi:g}].")
+
+
+def simulate(
+    adata: AnnData,
+    *,
+    key: str = DEFAULT_KEY,
+    source_time: float | None = None,
+    target_times=None,
+    cells=None,
+    n_steps: int = 100,
+    stochastic: bool | None = None,
+    rng: int | np.random.Generator | None = 0,
+    key_added: str | None = None,
+    copy: bool = False,
+) -> AnnData | None:
+    """Simulate trajectories of cells with a fitted model, forward or backward in time.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with a fit (:func:`scam.tl.action_matching`).
+    key
+        ``key_added`` of the fit.
+    source_time
+        Time at which the paths start (default: the first fitted time).
+    target_times
+        Times at which positions are recorded, all after or all before ``source_time``
+        (default: the fitted time points on the far side of ``source_time``, in order, plus a fine
+        grid in between for smooth paths).
+    cells
+        Starting cells (boolean mask, obs names or positions); default: every cell at ``source_time``.
+    n_steps
+        Euler-Maruyama steps for stochastic models.
+    stochastic
+        Simulate noise (default: for entropic models going forward).
+    rng
+        Seed or Generator for noise.
+    key_added
+        Default ``f'{key}_simulation'``.
+    copy
+        Return a copy instead of writing to ``adata``.
+
+    Returns
+    -------
+    ``None`` (or a copy); writes ``adata.uns[key_added]`` with ``'times'`` ``(T,)`` (the source time
+    first), ``'positions'`` ``(T, n_cells, n_dims)`` in ``use_rep`` units, ``'log_weights'``
+    ``(T, n_cells)`` (``int g dt``; zeros for balanced models), ``'cells'`` (obs positions of the
+    starting cells), ``'source_time'`` and ``'params'``.
+    """
+    x_all, t_all, params = fit_embedding(adata, key)
+    model = get_model(adata, key)
+    fitted = np.asarray(adata.uns[key]["times"], dtype=float)
+    source_time = float(fitted[0] if source_time is None else source_time)
+    _check_range(fitted, source_time, "source_time")
+    if target_times is None:
+        later = fitted[fitted > source_time]
+        target_times = later if len(later) else fitted[fitted < source_time][::-1]
+        end = target_times[-1]
+        target_times = np.union1d(np.linspace(source_time, end, 41)[1:], target_times)
+        if end < source_time:
+            target_times = target_times[::-1]
+    target_times = np.atleast_1d(np.asarray(target_times, dtype=float))
+    for t in target_times:
+        _check_range(fitted, t, "target_times")
+    times = np.concatenate([[source_time], target_times])
+    d = np.diff(times)
+    if not (np.all(d > 0) or np.all(d < 0)):
+        raise ValueError("`target_times` must all lie on one side of `source_time`, in order.")
+    default = np.isclose(t_all, source_time)
+    idx = select_cells(adata, cells, default)
+    if len(idx) == 0:
+        raise ValueError(f"No cells to simulate at source_time={source_time:g}.")
+    pos, logw = model.trajectory(x_all[idx], times, stochastic=stochastic, n_steps=n_steps, rng=rng)
+    entry = {
+        "times": times,
+        "positions": pos.astype(np.float32),
+        "log_weights": logw,
+        "cells": idx,
+        "source_time": source_time,
+        "params": plain({"key": key, "n_steps": n_steps, "stochastic": stochastic,
+                         "use_rep": params["use_rep"], "n_dims": params["n_dims"]}),
+    }
+    if copy:
+        adata = adata.copy()
+    adata.uns[key_added or f"{key}_simulation"] = entry
+    return adata if copy else None
+
+
+def _push_samples(model, x, t0, t1, n_samples, rng):
+    """Positions ``(n_samples, n, d)`` and log-weights of ``x`` pushed from ``t0`` to ``t1``."""
+    stochastic = model.sigma > 0 and t1 > t0
+    reps = n_samples if stochastic else 1
+    pos, lw = [], []
+    for _ in range(reps):
+        p, w = model.trajectory(x, [t0, t1], rng=rng)
+        pos.append(p[-1])
+        lw.append(w[-1])
+    return np.stack(pos), np.stack(lw)
+
+
+def fate_probabilities(
+    adata: AnnData,
+    *,
+    key: str = DEFAULT_KEY,
+    source_time: float,
+    target_time: float,
+    groupby: str,
+    n_neighbors: int = 15,
+    n_samples: int = 10,
+    rng: int | np.random.Generator | None = 0,
+    key_added: str = "fate_probabilities",
+    copy: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, AnnData]:
+    """Probability that each cell at ``source_time`` ends in each group observed at ``target_time``.
+
+    Cells are pushed with the model to ``target_time`` and assigned to the groups of their
+    ``n_neighbors`` nearest observed cells there (stochastic models: averaged over ``n_samples``
+    simulations). With ``target_time < source_time`` the same computation runs backward in time:
+    each late cell's probability of coming from each early group.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with a fit.
+    key
+        ``key_added`` of the fit.
+    source_time, target_time
+        Observed time points (within the fitted range).
+    groupby
+        Categorical ``obs`` column labelling cells at ``target_time``.
+    n_neighbors
+        Neighbours among ``target_time`` cells used to assign a pushed cell.
+    n_samples
+        Simulations per cell for stochastic models.
+    rng
+        Seed or Generator.
+    key_added
+        Where to write.
+    copy
+        Return ``(table, adata copy)`` instead of writing to ``adata``.
+
+    Returns
+    -------
+    A DataFrame (source cells x groups, rows sum to 1); also writes
+    ``adata.obsm[key_added]`` (the same table for all cells, NaN for cells not at ``source_time``) and
+    ``adata.uns[key_added]`` with ``'params'``, ``'groups'``, ``'weights'`` (each source cell's
+    normalised descendant mass; uniform for balanced models), and, when ``groupby`` is also defined
+    at ``source_time``, ``'source_groups'`` and ``'transition'``: the weighted group-to-group
+    transition matrix (rows: source groups, columns: target groups).
+    """
+    x_all, t_all, params = fit_embedding(adata, key)
+    if groupby not in adata.obs:
+        raise KeyError(f"`groupby={groupby!r}` is not a column of `adata.obs`.")
+    fitted = np.asarray(adata.uns[key]["times"], dtype=float)
+    for name, v in (("source_time", source_time), ("target_time", target_time)):
+        _check_range(fitted, v, name)
+    src = _time_index(t_all, source_time, "source_time")
+    tgt = _time_index(t_all, target_time, "target_time")
+    labels = adata.obs[groupby].astype("category")
+    tgt_labels = labels[tgt]
+    if tgt_labels.isna().any():
+        raise ValueError(f"`adata.obs[{groupby!r}]` has missing labels at target_time={target_time:g}.")
+    groups = [g for g in labels.cat.categories if (tgt_labels == g).any()]
+    model = get_model(adata, key)
+    rng = make_rng(rng)
+    pos, logw = _push_samples(model, x_all[src], float(source_time), float(target_time), n_samples, rng)
+    k = min(n_neighbors, int(tgt.sum()))
+    nn = NearestNeighbors(n_neighbors=k).fit(x_all[tgt])
+    codes = pd.Categorical(tgt_labels, categories=groups).codes
+    probs = np.zeros((src.sum(), len(groups)))
+    for p in pos:
+        _, nbr = nn.kneighbors(p)
+        onehot = np.zeros((len(p), len(groups)))
+        np.add.at(onehot, (np.repeat(np.arange(len(p)), k), codes[nbr].ravel()), 1.0 / k)
+        probs += onehot / len(pos)
+    lw = np.log(np.mean(np.exp(logw - logw.max()), axis=0))
+    weights = np.exp(lw - lw.max())
+    weights /= weights.sum()
+    names = adata.obs_names[src]
+    table = pd.DataFrame(probs, index=names, columns=[str(g) for g in groups])
+    full = pd.DataFrame(np.nan, index=adata.obs_names, columns=table.columns)
+    full.loc[names] = table.to_numpy()
+    entry = {
+        "params": plain({"key": key, "source_time": float(source_time), "target_time": float(target_time),
+                         "groupby": groupby, "n_neighbors": k, "n_samples": n_samples}),
+        "groups": np.asarray(table.columns, dtype=str),
+        "weights": weights,
+    }
+    src_labels = labels[src]
+    if not src_labels.isna().any():
+        sgroups = [g for g in labels.cat.categories if (src_labels == g).any()]
+        trans = np.zeros((len(sgroups), len(groups)))
+        for a, g in enumerate(sgroups):
+            sel = np.asarray(src_labels == g)
+            trans[a] = weights[sel] @ probs[sel] / weights[sel].sum()
+        entry["source_groups"] = np.asarray(sgroups, dtype=str)
+        entry["transition"] = trans
+    if copy:
+        adata = adata.copy()
+    adata.obsm[key_added] = full
+    adata.uns[key_added] = entry
+    return (table, adata) if copy else table
+
+
+def ancestors(
+    adata: AnnData,
+    *,
+    key: str = DEFAULT_KEY,
+    target_time: float,
+    source_time: float,
+    groupby: str,
+    groups=None,
+    n_neighbors: int = 15,
+    key_added: str = "ancestors",
+    copy: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, AnnData]:
+    """Ancestors of groups observed at a later time among the cells of an earlier time.
+
+    The cells of each group at ``target_time`` are pulled back with the model to ``source_time``
+    (``source_time < target_time``) and spread over their ``n_neighbors`` nearest observed cells there.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with a fit.
+    key
+        ``key_added`` of the fit.
+    target_time
+        The later time at which ``groups`` are observed.
+    source_time
+        The earlier time whose cells are scored.
+    groupby
+        ``obs`` column with the groups at ``target_time``.
+    groups
+        Groups to trace (default: all present at ``target_time``).
+    n_neighbors
+        Neighbours among ``source_time`` cells receiving each pulled-back cell.
+    key_added
+        Where to write.
+    copy
+        Return ``(table, adata copy)`` instead of writing to ``adata``.
+
+    Returns
+    -------
+    A DataFrame (``source_time`` cells x groups): the share of each group's ancestral mass carried by
+    each early cell (columns sum to 1; unbalanced models weight each late cell by ``exp(-int g dt)``).
+    Also writes ``adata.obsm[key_added]`` (NaN off ``source_time``) and ``adata.uns[key_added]['params']``.
+    """
+    if not float(source_time) < float(target_time):
+        raise ValueError("`source_time` must be earlier than `target_time` for ancestors.")
+    x_all, t_all, _ = fit_embedding(adata, key)
+    if groupby not in adata.obs:
+        raise KeyError(f"`groupby={groupby!r}` is not a column of `adata.obs`.")
+    fitted = np.asarray(adata.uns[key]["times"], dtype=float)
+    for name, v in (("source_time", source_time), ("target_time", target_time)):
+        _check_range(fitted, v, name)
+    src = _time_index(t_all, source_time, "source_time")
+    tgt = _time_index(t_all, target_time, "target_time")
+    labels = adata.obs[groupby].astype(str).to_numpy()
+    present = pd.unique(labels[tgt])
+    groups = list(present) if groups is None else [str(g) for g in np.atleast_1d(groups)]
+    for g in groups:
+        if g not in present:
+            raise ValueError(f"Group {g!r} has no cells at target_time={target_time:g}.")
+    model = get_model(adata, key)
+    k = min(n_neighbors, int(src.sum()))
+    nn = NearestNeighbors(n_neighbors=k).fit(x_all[src])
+    out = np.zeros((int(src.sum()), len(groups)))
+    for c, g in enumerate(groups):
+        sel = np.nonzero(tgt & (labels == g))[0]
+        pos, logw = model.trajectory(x_all[sel], [float(target_time), float(source_time)], stochastic=False)
+        w = np.exp(logw[-1] - logw[-1].max())
+        _, nbr = nn.kneighbors(pos[-1])
+        np.add.at(out[:, c], nbr.ravel(), np.repeat(w / k, k))
+        out[:, c] /= out[:, c].sum()
+    table = pd.DataFrame(out, index=adata.obs_names[src], columns=groups)
+    full = pd.DataFrame(np.nan, index=adata.obs_names, columns=groups)
+    full.loc[table.index] = out
+    if copy:
+        adata = adata.copy()
+    adata.obsm[key_added] = full
+    adata.uns[key_added] = {"params": plain({"key": key, "source_time": float(source_time),
+                                             "target_time": float(target_time), "groupby": groupby,
+                                             "groups": groups, "n_neighbors": k})}
+    return (table, adata) if copy else table
+
+
+def couplings(
+    adata: AnnData,
+    *,
+    key: str = DEFAULT_KEY,
+    n_neighbors: int = 30,
+    threshold: float = 1e-3,
+) -> dict[tuple[float, float], AnnData]:
+    """Cell-to-cell transition matrices between consecutive time points, for CellRank.
+
+    Each cell at ``t1`` is pushed to ``t2`` and linked to its ``n_neighbors`` nearest observed
+    cells there with Gaussian kernel weights (bandwidth: the distance to the nearest neighbour's
+    median); rows are normalised and scaled by the cell's relative descendant mass (unbalanced
+    models), entries below ``threshold`` times the row maximum are dropped.
+
+    The result is what ``cellrank.kernels.RealTimeKernel(adata, time_key=..., couplings=...)``
+    accepts: a dict keyed by ``(t1, t2)`` of AnnData with ``obs_names`` = cells at ``t1``,
+    ``var_names`` = cells at ``t2`` and a sparse CSR ``X``.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with a fit.
+    key
+        ``key_added`` of the fit.
+    n_neighbors
+        Target cells linked to each pushed cell.
+    threshold
+        Relative sparsification threshold.
+
+    Returns
+    -------
+    dict mapping ``(t1, t2)`` to AnnData (``n_cells(t1) x n_cells(t2)``).
+    """
+    x_all, t_all, params = fit_embedding(adata, key)
+    model = get_model(adata, key)
+    fitted = np.asarray(adata.uns[key]["times"], dtype=float)
+    observed = np.array([t for t in np.unique(t_all) if fitted[0] <= t <= fitted[-1]])
+    time_values = pd.Series(adata.obs[params["time_key"]].to_numpy(), index=adata.obs_names)
+    out = {}
+    for t1, t2 in zip(observed[:-1], observed[1:]):
+        src, tgt = np.isclose(t_all, t1), np.isclose(t_all, t2)
+        pos, logw = model.trajectory(x_all[src], [t1, t2], stochastic=False)
+        k = min(n_neighbors, int(tgt.sum()))
+        dist, nbr = NearestNeighbors(n_neighbors=k).fit(x_all[tgt]).kneighbors(pos[-1])
+        bw = np.median(dist[:, min(1, k - 1)]) + 1e-12
+        vals = np.exp(-((dist / bw) ** 2) / 2)
+        vals /= vals.sum(axis=1, keepdims=True)
+        w = np.exp(logw[-1] - logw[-1].max())
+        vals *= (w / w.mean())[:, None]
+        vals[vals < threshold * vals.max(axis=1, keepdims=True)] = 0
+        rows = np.repeat(np.arange(len(pos[-1])), k)
+        mat = sp.csr_matrix((vals.ravel(), (rows, nbr.ravel())), shape=(int(src.sum()), int(tgt.sum())))
+        mat.eliminate_zeros()
+        key_t = tuple(v.item() if isinstance(v, np.generic) else v for v in (time_values[src].iloc[0], time_values[tgt].iloc[0]))
+        out[key_t] = AnnData(
+            X=mat,
+            obs=pd.DataFrame(index=adata.obs_names[src]),
+            var=pd.DataFrame(index=adata.obs_names[tgt]),
+        )
+    return out
