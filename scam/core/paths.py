@@ -82,6 +82,12 @@ def _dense_plan(x0, x1, a, b, coupling, reg, reg_m):
     raise ValueError(f"Unknown coupling {coupling!r}; choose one of {COUPLINGS}.")
 
 
+def _growth_weights(log_growth: np.ndarray, du: float) -> np.ndarray:
+    lw = np.asarray(log_growth, dtype=np.float64) * du
+    w = np.exp(lw - lw.max())
+    return w / w.sum()
+
+
 def _chunks(n: int, n_chunks: int, rng: np.random.Generator) -> list[np.ndarray]:
     return np.array_split(rng.permutation(n), n_chunks)
 
@@ -96,6 +102,7 @@ def build_plan(
     reg: float = 0.05,
     reg_m: float = 1.0,
     max_plan_size: int = 6_500_000,
+    source_weights: np.ndarray | None = None,
     rng: np.random.Generator,
 ) -> SegmentPlan:
     """Transport plan between two snapshots.
@@ -115,6 +122,10 @@ def build_plan(
         Marginal relaxation of unbalanced OT: small values make mass creation cheap.
     max_plan_size
         Largest ``n0 * n1`` solved as one problem; larger snapshots are split into chunks.
+    source_weights
+        Relative share of the target population descending from each source cell (e.g.
+        ``exp(g_i dt)`` from a growth prior); the balanced plans transport these instead of uniform
+        masses, so the path's per-cell mass changes follow the prior.
     rng
         Random generator (chunking).
 
@@ -137,7 +148,8 @@ def build_plan(
         x0c = np.asarray(x0[c0], dtype=np.float64)
         x1c = np.asarray(x1[c1], dtype=np.float64)
         if coupling in ("ot", "sinkhorn"):
-            plan = _dense_plan(x0c, x1c, a / mass0, b / mass1, coupling, reg, reg_m)
+            a_solve = a / mass0 if source_weights is None else source_weights[c0] / source_weights[c0].sum()
+            plan = _dense_plan(x0c, x1c, a_solve, b / mass1, coupling, reg, reg_m)
         else:
             plan = _dense_plan(x0c, x1c, a, b, coupling, reg, reg_m)
         if not np.all(np.isfinite(plan)) or plan.sum() <= 0:
@@ -191,6 +203,9 @@ class SnapshotPath:
         the mean squared distance between the two snapshots (``ot_reg`` is ignored when ``sigma > 0``).
     max_plan_size
         See :func:`build_plan`.
+    log_growth
+        Optional per-cell prior log growth rates (per internal time unit), one array per snapshot;
+        the cells of each source snapshot are weighted by ``exp(g_i du)`` in the plans.
     rng
         Random generator.
     """
@@ -206,6 +221,7 @@ class SnapshotPath:
         ot_reg: float = 0.05,
         reg_m: float = 1.0,
         max_plan_size: int = 6_500_000,
+        log_growth: list[np.ndarray] | None = None,
         rng: np.random.Generator,
     ):
         import torch
@@ -225,6 +241,7 @@ class SnapshotPath:
                     xs[k], xs[k + 1], self.masses[k], self.masses[k + 1],
                     coupling=coupling, reg=reg, reg_m=reg_m * mean_cost,
                     max_plan_size=max_plan_size, rng=rng,
+                    source_weights=None if log_growth is None else _growth_weights(log_growth[k], du),
                 )
             )
         self._torch = torch

@@ -166,6 +166,7 @@ def fit(
     times,
     *,
     masses=None,
+    log_growth: list[np.ndarray] | None = None,
     network: PotentialConfig | None = None,
     config: TrainConfig | None = None,
     rng: int | np.random.Generator | None = 0,
@@ -182,6 +183,10 @@ def fit(
         The time of each snapshot (any order, any unit; need not be evenly spaced).
     masses
         Relative population size at each time point (unbalanced models only; default: all equal).
+    log_growth
+        Optional prior log growth rate of every cell (per time unit of ``times``), one array per
+        snapshot in the order of ``xs``: source cells are weighted by ``exp(g dt)`` in the couplings,
+        so the path's mass shifts towards proliferating cells (requires ``growth_weight > 0``).
     network
         Architecture; default ``PotentialConfig(dim=d)``.
     config
@@ -200,6 +205,15 @@ def fit(
         and ``val_loss`` (EMA weights, fixed validation batch).
     """
     config = config or TrainConfig()
+    if log_growth is not None:
+        if config.growth_weight == 0:
+            raise ValueError("`log_growth` needs an unbalanced model: set TrainConfig(growth_weight=...) > 0.")
+        if len(log_growth) != len(xs) or any(np.shape(g) != (len(x),) for g, x in zip(log_growth, xs)):
+            raise ValueError("`log_growth` needs one rate per cell: one (n_k,) array per snapshot.")
+        if not all(np.all(np.isfinite(g)) for g in log_growth):
+            raise ValueError("`log_growth` contains NaN or infinite values.")
+        order = np.argsort(np.asarray(times, dtype=float))
+        log_growth = [np.asarray(log_growth[i], dtype=float) for i in order]
     xs, times, masses = validate_snapshots(xs, times, masses)
     if masses is None:
         masses = np.ones(len(xs))
@@ -229,6 +243,7 @@ def fit(
     path = SnapshotPath(
         zs, u, masses, coupling=coupling, sigma=sigma_u, ot_reg=config.ot_reg, reg_m=config.reg_m,
         max_plan_size=config.max_plan_size, rng=rng,
+        log_growth=None if log_growth is None else [g * duration for g in log_growth],
     ).to(dev)
 
     tgen = torch_generator(rng)

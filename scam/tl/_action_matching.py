@@ -109,7 +109,8 @@ def action_matching(
         - a dict ``{time: relative mass}``: known population sizes.
         - an ``obs`` key: constant within each time point = relative masses; varying = a per-cell prior
           log growth rate per time unit (e.g. from :func:`scam.pp.score_growth`), integrated over each
-          gap to give the relative masses.
+          gap to give the relative masses; the couplings also weight each cell by ``exp(g dt)``, so
+          proliferating cells get more descendants.
     sigma
         Diffusion coefficient in embedding units per sqrt(time unit); ``> 0`` trains entropic AM.
     growth_weight
@@ -195,9 +196,13 @@ def action_matching(
     seed, rng = rng, make_rng(rng)
     xs = [x_all[t_all == t] for t in fit_times]
     start = _time.perf_counter()
+    log_growth = None
+    if mode == "prior":
+        prior = np.asarray(adata.obs[growth], dtype=float)
+        log_growth = [prior[t_all == t] for t in fit_times]
     model = fit(
-        xs, fit_times, masses=masses if mode != "none" else None, network=net_cfg, config=train_cfg,
-        rng=rng, device=device, progress=progress,
+        xs, fit_times, masses=masses if mode != "none" else None, log_growth=log_growth,
+        network=net_cfg, config=train_cfg, rng=rng, device=device, progress=progress,
     )
     fit_seconds = _time.perf_counter() - start
     logger.info("scam: fitted %s in %.1f s", model, fit_seconds)
