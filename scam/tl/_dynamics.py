@@ -73,7 +73,7 @@ def simulate(
     starting cells), ``'source_time'`` and ``'params'``.
     """
     x_all, t_all, params = fit_embedding(adata, key)
-    model = get_model(adata, key)
+    model = get_model(adata, key=key)
     fitted = np.asarray(adata.uns[key]["times"], dtype=float)
     source_time = float(fitted[0] if source_time is None else source_time)
     _check_range(fitted, source_time, "source_time")
@@ -186,7 +186,7 @@ def fate_probabilities(
     if tgt_labels.isna().any():
         raise ValueError(f"`adata.obs[{groupby!r}]` has missing labels at target_time={target_time:g}.")
     groups = [g for g in labels.cat.categories if (tgt_labels == g).any()]
-    model = get_model(adata, key)
+    model = get_model(adata, key=key)
     rng = make_rng(rng)
     pos, logw = _push_samples(model, x_all[src], float(source_time), float(target_time), n_samples, rng)
     k = min(n_neighbors, int(tgt.sum()))
@@ -287,7 +287,7 @@ def ancestors(
     for g in groups:
         if g not in present:
             raise ValueError(f"Group {g!r} has no cells at target_time={target_time:g}.")
-    model = get_model(adata, key)
+    model = get_model(adata, key=key)
     k = min(n_neighbors, int(src.sum()))
     nn = NearestNeighbors(n_neighbors=k).fit(x_all[src])
     out = np.zeros((int(src.sum()), len(groups)))
@@ -344,7 +344,7 @@ def couplings(
     dict mapping ``(t1, t2)`` to AnnData (``n_cells(t1) x n_cells(t2)``).
     """
     x_all, t_all, params = fit_embedding(adata, key)
-    model = get_model(adata, key)
+    model = get_model(adata, key=key)
     fitted = np.asarray(adata.uns[key]["times"], dtype=float)
     observed = np.array([t for t in np.unique(t_all) if fitted[0] <= t <= fitted[-1]])
     time_values = pd.Series(adata.obs[params["time_key"]].to_numpy(), index=adata.obs_names)

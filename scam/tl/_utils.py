@@ -61,7 +61,7 @@ def get_fit(adata: AnnData, key: str = DEFAULT_KEY) -> dict:
     return entry
 
 
-def get_model(adata: AnnData, key: str = DEFAULT_KEY, *, device: str = "cpu") -> ActionModel:
+def get_model(adata: AnnData, *, key: str = DEFAULT_KEY, device: str = "cpu") -> ActionModel:
     """The fitted :class:`~scam.core.ActionModel` stored by :func:`scam.tl.action_matching`.
 
     Works after a ``write_h5ad``/``read_h5ad`` round trip (the model is stored as config + arrays).

@@ -1,0 +1,264 @@
+"""scam.tl: the AnnData front end (fit, persistence, simulate, fates, couplings, conventions, bad input)."""
+
+from __future__ import annotations
+
+import copy as _copy
+import inspect
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import scam
+from scam.tl import _action_matching
+
+FAST = dict(network={"hidden": 32}, config={"n_steps": 300, "eval_every": 50}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def branching():
+    adata = scam.datasets.simulate("branching", n_cells=300, rng=0)
+    adata.obs["day"] = pd.Categorical((adata.obs["time"] * 2 + 2).astype(str))  # '2.0', '3.0', ... strings
+    return adata
+
+
+@pytest.fixture(scope="module")
+def fitted(branching):
+    adata = branching.copy()
+    scam.tl.action_matching(adata, "day", use_rep="X_pca", growth="learn", rng=0, **FAST)
+    return adata
+
+
+def snapshot(adata):
+    return (
+        list(adata.obs.columns), {k: adata.obs[k].copy() for k in adata.obs}, list(adata.obsm.keys()),
+        _copy.deepcopy(dict(adata.uns)) if len(adata.uns) else {},
+    )
+
+
+def assert_untouched(adata, before):
+    cols, obs, obsm, uns = before
+    assert list(adata.obs.columns) == cols
+    for k, v in obs.items():
+        pd.testing.assert_series_equal(adata.obs[k], v)
+    assert list(adata.obsm.keys()) == obsm
+    assert set(adata.uns.keys()) == set(uns.keys())
+
+
+def test_fields_written(fitted):
+    key = "action_matching"
+    entry = fitted.uns[key]
+    for field in ("params", "times", "scaling", "history", "model", "fit_seconds", "mass"):
+        assert field in entry, field
+    np.testing.assert_array_equal(entry["times"], [2.0, 3.0, 4.0, 5.0, 6.0])
+    assert fitted.obsm[f"{key}_velocity"].shape == (fitted.n_obs, 2)
+    assert np.isfinite(fitted.obsm[f"{key}_velocity"]).all()
+    assert np.isfinite(fitted.obs[f"{key}_potential"]).all()
+    assert np.isfinite(fitted.obs[f"{key}_growth"]).all()
+    assert entry["params"]["growth"] == "learn"
+    # obs time column is not mutated (still categorical strings)
+    assert isinstance(fitted.obs["day"].dtype, pd.CategoricalDtype)
+
+
+def test_velocity_in_data_units(branching):
+    """Rescaling the embedding by c and time by a factor rescales the velocity by c / factor."""
+    a = branching.copy()
+    b = branching.copy()
+    b.obsm["X_pca"] = b.obsm["X_pca"] * 10.0
+    b.obs["hours"] = (b.obs["time"].astype(float) * 24 + 48).astype(float)  # days -> hours, offset
+    scam.tl.action_matching(a, "time", **FAST, rng=1)
+    scam.tl.action_matching(b, "hours", **FAST, rng=1)
+    va, vb = a.obsm["action_matching_velocity"], b.obsm["action_matching_velocity"]
+    np.testing.assert_allclose(vb, va * 10.0 / 24, rtol=1e-3, atol=1e-4 * np.abs(vb).max())
+
+
+def test_h5ad_roundtrip(fitted, tmp_path):
+    path = tmp_path / "fit.h5ad"
+    fitted.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    m0, m1 = scam.tl.get_model(fitted), scam.tl.get_model(back)
+    x = fitted.obsm["X_pca"][:50]
+    np.testing.assert_allclose(m1.velocity(x, 3.5), m0.velocity(x, 3.5), rtol=1e-6)
+    np.testing.assert_allclose(m1.growth_rate(x, 3.5), m0.growth_rate(x, 3.5), rtol=1e-6)
+    assert back.uns["action_matching"]["params"]["time_key"] == "day"
+
+
+def test_holdout_removed_before_anything(branching, monkeypatch):
+    seen = {}
+    real_fit = _action_matching.fit
+
+    def spy(xs, times, **kw):
+        seen["times"] = np.asarray(times)
+        seen["n"] = sum(len(x) for x in xs)
+        seen["masses"] = kw.get("masses")
+        return real_fit(xs, times, **kw)
+
+    monkeypatch.setattr(_action_matching, "fit", spy)
+    adata = branching.copy()
+    scam.tl.action_matching(adata, "day", holdout=4, growth="counts", rng=0, **FAST)
+    assert 4.0 not in seen["times"] and len(seen["times"]) == 4
+    assert seen["n"] == 4 * 300
+    entry = adata.uns["action_matching"]
+    np.testing.assert_array_equal(entry["params"]["holdout"], [4.0])
+    # scaling computed without the held-out cells
+    kept = adata.obs["day"].astype(float) != 4.0
+    x = adata.obsm["X_pca"][kept.to_numpy()]
+    np.testing.assert_allclose(entry["scaling"]["shift"], x.mean(0))
+    # held-out cells lie inside the fitted range and get a velocity
+    assert np.isfinite(adata.obsm["action_matching_velocity"][~kept.to_numpy()]).all()
+
+
+def test_growth_modes(branching):
+    truth_masses = branching.uns["simulation"]["masses"]
+    masses = {t: m for t, m in zip([2.0, 3.0, 4.0, 5.0, 6.0], truth_masses)}
+    adata = branching.copy()
+    scam.tl.action_matching(adata, "day", growth=masses, rng=0, **FAST)
+    np.testing.assert_allclose(adata.uns["action_matching"]["mass"]["observed"], truth_masses / truth_masses[0])
+    adata.obs["prior"] = np.where(adata.obs["branch"] == "proliferating", 0.8, -0.6)
+    scam.tl.action_matching(adata, "day", growth="prior", key_added="am_prior", rng=0, **FAST)
+    assert adata.uns["am_prior"]["params"]["growth"] == "prior"
+    assert np.all(np.diff(adata.uns["am_prior"]["mass"]["prior"]) != 0)
+    scam.tl.action_matching(adata, "day", key_added="am_bal", rng=0, **FAST)
+    assert "am_bal_growth" not in adata.obs and "mass" not in adata.uns["am_bal"]
+
+
+def test_simulate_forward_backward(fitted):
+    scam.tl.simulate(fitted, source_time=2.0, target_times=[4.0, 6.0])
+    sim = fitted.uns["action_matching_simulation"]
+    n0 = int((fitted.obs["day"].astype(float) == 2.0).sum())
+    assert sim["positions"].shape == (3, n0, 2)
+    assert sim["log_weights"].shape == (3, n0)
+    np.testing.assert_array_equal(sim["times"], [2.0, 4.0, 6.0])
+    np.testing.assert_allclose(sim["positions"][0], fitted.obsm["X_pca"][sim["cells"]], rtol=1e-5, atol=1e-5)
+    out = scam.tl.simulate(fitted, source_time=6.0, target_times=[2.0], key_added="back", copy=True)
+    assert "back" in out.uns and "back" not in fitted.uns
+    with pytest.raises(ValueError, match="outside the fitted time range"):
+        scam.tl.simulate(fitted, source_time=2.0, target_times=[9.0])
+
+
+@pytest.fixture(scope="module")
+def balanced_branches():
+    """Two branches without growth or death: fates are determined by the side a cell starts on."""
+    adata = scam.datasets.simulate("branching", n_cells=300, rng=0, rates=(0.0, 0.0))
+    adata.obs["day"] = pd.Categorical((adata.obs["time"] * 2 + 2).astype(str))
+    scam.tl.action_matching(adata, "day", rng=0, **FAST)
+    return adata
+
+
+def test_fate_probabilities_follow_branches(balanced_branches):
+    fitted = balanced_branches
+    table = scam.tl.fate_probabilities(fitted, source_time=2.0, target_time=4.0, groupby="branch")
+    np.testing.assert_allclose(table.sum(axis=1), 1.0)
+    labels = fitted.obs.loc[table.index, "branch"]
+    hit = np.mean([table.loc[i, labels[i]] > 0.5 for i in table.index])
+    assert hit > 0.8, hit
+    entry = fitted.uns["fate_probabilities"]
+    assert entry["transition"].shape == (2, 2)
+    np.testing.assert_allclose(entry["transition"].sum(axis=1), 1.0)
+    assert np.isnan(fitted.obsm["fate_probabilities"].loc[fitted.obs["day"].astype(float) != 2.0].to_numpy()).all()
+    anc = scam.tl.ancestors(fitted, source_time=2.0, target_time=4.0, groupby="branch")
+    np.testing.assert_allclose(anc.sum(axis=0), 1.0)
+    # ancestors of the proliferating branch at day 4 sit mostly on proliferating cells at t=2
+    early = fitted.obs.loc[anc.index, "branch"]
+    assert anc.loc[early == "proliferating", "proliferating"].sum() > 0.8
+    assert anc.loc[early == "dying", "dying"].sum() > 0.8
+
+
+def test_couplings_shape_for_cellrank(fitted):
+    cpl = scam.tl.couplings(fitted)
+    assert list(cpl) == [("2.0", "3.0"), ("3.0", "4.0"), ("4.0", "5.0"), ("5.0", "6.0")]
+    for (t1, t2), c in cpl.items():
+        assert isinstance(c, ad.AnnData) and sp.isspmatrix_csr(c.X)
+        day = fitted.obs["day"]
+        assert list(c.obs_names) == list(fitted.obs_names[day == t1])
+        assert list(c.var_names) == list(fitted.obs_names[day == t2])
+        assert (c.X.sum(axis=1) > 0).all()
+
+
+@pytest.mark.parametrize(
+    "mutate, kwargs, exc, match",
+    [
+        (None, {"time_key": "nope"}, KeyError, "not a column"),
+        (lambda a: a.obs.__setitem__("day", ["day x"] * a.n_obs), {}, ValueError, "numeric times"),
+        (lambda a: a.obs.__setitem__("day", ["2"] * a.n_obs), {}, ValueError, "at least two time points"),
+        (None, {"holdout": 9}, ValueError, "not among the time points"),
+        (None, {"use_rep": "X_umap"}, KeyError, "not in `adata.obsm`"),
+        (lambda a: a.obsm["X_pca"].__setitem__((0, 0), np.nan), {}, ValueError, "NaN"),
+        (None, {"n_dims": 7}, ValueError, "n_dims"),
+        (None, {"growth": "nope"}, KeyError, "score_growth"),
+        (None, {"config": {"sigma": 1.0}}, ValueError, "not inside `config`"),
+    ],
+)
+def test_bad_input_leaves_adata_untouched(branching, mutate, kwargs, exc, match, monkeypatch):
+    adata = branching.copy()
+    adata.obs["day"] = adata.obs["day"].astype(str).to_numpy()
+    adata.obsm["X_pca"] = np.array(adata.obsm["X_pca"])
+    if mutate is not None:
+        mutate(adata)
+    monkeypatch.setattr(_action_matching, "fit", lambda *a, **k: pytest.fail("training started"))
+    before = snapshot(adata)
+    kw = {"time_key": "day", **FAST, **kwargs}
+    with pytest.raises(exc, match=match):
+        scam.tl.action_matching(adata, **kw)
+    assert_untouched(adata, before)
+
+
+def test_too_few_cells_and_holdout_needs_three(branching):
+    adata = branching[branching.obs["time"].astype(float) <= 0.5].copy()
+    with pytest.raises(ValueError, match="three time points"):
+        scam.tl.action_matching(adata, "time", holdout=0.5, **FAST)
+    small = branching[(branching.obs["time"] == 0.0) | (branching.obs_names == "cell300")].copy()
+    with pytest.raises(ValueError, match="at least 2"):
+        scam.tl.action_matching(small, "time", **FAST)
+
+
+def test_interrupted_fit_writes_nothing(branching, monkeypatch):
+    adata = branching.copy()
+    before = snapshot(adata)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_action_matching, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        scam.tl.action_matching(adata, "day", **FAST)
+    assert_untouched(adata, before)
+
+
+def test_unfitted_key_message(branching):
+    for call in (
+        lambda: scam.tl.get_model(branching),
+        lambda: scam.tl.simulate(branching),
+        lambda: scam.tl.fate_probabilities(branching, source_time=2, target_time=6, groupby="branch"),
+        lambda: scam.tl.couplings(branching),
+    ):
+        with pytest.raises(KeyError, match=r"Run `scam.tl.action_matching` first"):
+            call()
+
+
+def test_copy_returns_new_object(branching):
+    adata = branching.copy()
+    out = scam.tl.action_matching(adata, "day", copy=True, **FAST)
+    assert isinstance(out, ad.AnnData) and "action_matching" in out.uns
+    assert "action_matching" not in adata.uns
+
+
+WRITERS = ("action_matching", "simulate", "fate_probabilities", "ancestors")
+
+
+@pytest.mark.parametrize("name", scam.tl.__all__)
+def test_public_api_conventions(name):
+    func = getattr(scam.tl, name)
+    params = list(inspect.signature(func).parameters.values())
+    assert params[0].name == "adata"
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    assert positional in (["adata"], ["adata", "time_key"]), positional
+    assert all(p.kind == p.KEYWORD_ONLY for p in params if p.name not in positional)
+    if name in WRITERS:
+        assert "copy" in {p.name for p in params}
+    doc = inspect.getdoc(func)
+    assert doc and "Parameters\n----------" in doc and "Returns\n-------" in doc
+    for p in params:
+        assert f"\n{p.name}\n" in f"\n{doc}\n" or f"{p.name}," in doc or f", {p.name}" in doc, (name, p.name)
