@@ -1,7 +1,8 @@
 """AnnData tools: fit Action Matching on a time course and use the fitted dynamics."""
 
 from ._action_matching import action_matching
+from ._evaluate import evaluate_holdout
 from ._dynamics import ancestors, couplings, fate_probabilities, simulate
 from ._utils import get_model
 
-__all__ = ["action_matching", "ancestors", "couplings", "fate_probabilities", "get_model", "simulate"]
+__all__ = ["action_matching", "ancestors", "couplings", "evaluate_holdout", "fate_probabilities", "get_model", "simulate"]
