@@ -1,0 +1,143 @@
+"""Held-out time point benchmark on the Cite time course (days 2, 3, 4, 7; held out: day 3 and day 4).
+
+For each held-out day, scam is trained without it (``scam.tl.evaluate_holdout``), the previous day's
+cells are pushed to it and scored by exact W1 against the real cells; the baselines ("previous" day
+as it is, "ot_interpolation" along the exact OT plan by the fraction of the time gap, and
+"ot_midpoint", halfway whatever the days, the convention of the literature that treats days as
+indices) are measured in the same run on the same cells. The table reports W1 per held-out day, the
+mean, the ratio to the OT interpolation baseline, and fit seconds per fold.
+
+Settings: "cite5" = first 5 PCs standardised (each component z-scored over all cells used),
+"cite50" = 50 PCs raw. Standard subsample: 2500 cells per day drawn with seed 0 (``--cells 0``: all).
+
+    python benchmarks/holdout.py                         # both settings, default configuration
+    python benchmarks/holdout.py --settings cite5 --configs default balanced learn --seeds 3
+    python benchmarks/holdout.py --data ../shared/data/cite_lightsb --cells 0   # full data
+
+Targets (issue 4): cite5 mean W1 <= 0.85 x OT interpolation; cite50 <= 0.95 x; <= 60 s per cite5 fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+import scam
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "cite_lightsb"
+DAYS = (2, 3, 4, 7)
+
+# Named configurations: options of scam.tl.action_matching (through evaluate_holdout's fit_kwargs).
+CONFIGS = {
+    "default": {},
+    "balanced": {"growth": None},
+    "learn": {"growth": "learn"},
+    "entropic": {"growth": None, "sigma": 0.1},
+    "learn_entropic": {"growth": "learn", "sigma": 0.1},
+    "unbalanced_coupling": {"growth": "learn", "config": {"coupling": "unbalanced"}},
+    "wide": {"network": {"hidden": 256}},
+    "long": {"config": {"n_steps": 8000, "patience": 20}},
+}
+
+
+def load_cite(data: Path, setting: str, n_cells: int, seed: int = 0) -> ad.AnnData:
+    """Cite days 2/3/4/7 as an AnnData with ``obs['day']`` and ``obsm['X_pca']`` for one setting."""
+    rng = np.random.default_rng(seed)
+    blocks, days = [], []
+    for d in DAYS:
+        x = np.load(data / f"full_cite_pcas_50_day_{d}.npy", allow_pickle=False).astype(np.float64)
+        if n_cells and len(x) > n_cells:
+            x = x[np.sort(rng.choice(len(x), n_cells, replace=False))]
+        blocks.append(x)
+        days.append(np.full(len(x), float(d)))
+    x = np.concatenate(blocks)
+    if setting == "cite5":
+        x = x[:, :5]
+        x = (x - x.mean(0)) / x.std(0)
+    elif setting != "cite50":
+        raise ValueError(f"unknown setting {setting!r}")
+    adata = ad.AnnData(obs=pd.DataFrame({"day": np.concatenate(days)}, index=[f"c{i}" for i in range(len(x))]))
+    adata.obsm["X_pca"] = x
+    return adata
+
+
+def run(args) -> pd.DataFrame:
+    frames = []
+    for setting in args.settings:
+        adata = load_cite(args.data, setting, args.cells)
+        baselines_done = False
+        for name in args.configs:
+            fit_kwargs = dict(CONFIGS[name])
+            if args.steps:
+                fit_kwargs["config"] = {**fit_kwargs.get("config", {}), "n_steps": args.steps}
+            start = time.perf_counter()
+            df = scam.tl.evaluate_holdout(
+                adata, "day", holdout=args.holdout, metrics=("w1",),
+                baselines=() if baselines_done else ("previous", "ot_interpolation", "ot_midpoint"),
+                fit_kwargs=fit_kwargs, n_seeds=args.seeds, rng=0,
+            )
+            baselines_done = True
+            df.loc[df["method"] == "scam", "method"] = f"scam:{name}"
+            df["setting"] = setting
+            frames.append(df)
+            logging.getLogger("bench").info("%s %s done in %.0f s", setting, name, time.perf_counter() - start)
+    return pd.concat(frames, ignore_index=True)
+
+
+def table(df: pd.DataFrame) -> str:
+    out = []
+    for setting, sub in df.groupby("setting", sort=False):
+        per = sub.groupby(["method", "holdout_time"])["value"].agg(["mean", "std"]).reset_index()
+        wide = per.pivot(index="method", columns="holdout_time", values="mean")
+        spread = per.pivot(index="method", columns="holdout_time", values="std")
+        wide["mean"] = wide.mean(axis=1)
+        ref = wide.loc["ot_interpolation", "mean"]
+        wide["ratio_to_ot"] = wide["mean"] / ref
+        secs = sub[sub["fit_seconds"] > 0].groupby("method")["fit_seconds"].mean()
+        wide["fit_s/fold"] = secs.reindex(wide.index).fillna(0.0)
+        lines = [f"\n== {setting}: W1 to the held-out day (n_cells={int(sub['n_cells'].iloc[0])}/day, "
+                 f"seeds={sub.loc[sub['seed'] >= 0, 'seed'].nunique()}) =="]
+        hdr = f"{'method':<28}" + "".join(f"{'day ' + format(c, 'g'):>14}" for c in wide.columns[:-3])
+        hdr += f"{'mean':>9}{'ratio_to_ot':>13}{'fit_s/fold':>12}"
+        lines.append(hdr)
+        for method, row in wide.sort_values("mean").iterrows():
+            cells = ""
+            for c in wide.columns[:-3]:
+                sd = spread.loc[method, c]
+                cells += f"{row[c]:>8.3f} ± {sd:.3f}" if np.isfinite(sd) and sd > 0 else f"{row[c]:>14.3f}"
+            lines.append(f"{method:<28}{cells}{row['mean']:>9.3f}{row['ratio_to_ot']:>13.3f}{row['fit_s/fold']:>12.1f}")
+        out.extend(lines)
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with full_cite_pcas_50_day_*.npy")
+    p.add_argument("--settings", nargs="+", default=["cite5", "cite50"], choices=["cite5", "cite50"])
+    p.add_argument("--configs", nargs="+", default=["default"], choices=sorted(CONFIGS))
+    p.add_argument("--cells", type=int, default=2500, help="cells per day (0: all)")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--steps", type=int, default=0, help="override n_steps (0: the configuration's)")
+    p.add_argument("--holdout", type=float, nargs="+", default=[3.0, 4.0])
+    p.add_argument("--csv", type=Path, default=None, help="also write the tidy results here")
+    args = p.parse_args(argv)
+    if not (args.data / "full_cite_pcas_50_day_2.npy").exists():
+        sys.exit(f"Cite arrays not found in {args.data}; pass --data (see data_registry.yaml, entry 'cite').")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    df = run(args)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    print(table(df))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
