@@ -5,9 +5,9 @@ Rooms: :mod:`scam.core` (engine, AnnData-free) <- :mod:`scam.tl` (AnnData tools)
 (figures); :mod:`scam.pp` (growth priors), :mod:`scam.metrics`, :mod:`scam.datasets`.
 """
 
-from . import core, datasets, metrics, pp, tl
+from . import core, datasets, metrics, pl, pp, tl
 from .core import ActionModel
 
 __version__ = "0.1.0"
 
-__all__ = ["ActionModel", "core", "datasets", "metrics", "pp", "tl", "__version__"]
+__all__ = ["ActionModel", "core", "datasets", "metrics", "pl", "pp", "tl", "__version__"]

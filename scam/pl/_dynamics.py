@@ -1,0 +1,557 @@
+"""Figures of the learned dynamics: simulated trajectories, the velocity field, the potential landscape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from matplotlib.collections import LineCollection
+from matplotlib.lines import Line2D
+
+from ._utils import (
+    CONTEXT_GREY, DEFAULT_KEY, TIME_CMAP, axis_labels, category_colors, fill_grid_points,
+    finish, fit_embedding, get_fit, get_model, grid_2d, knn_map, make_axes, nearest_observed_time, point_size,
+    resolve_basis, smooth_to_grid, support_mask, time_label, time_norm, time_point,
+)
+
+
+def _lighten(colors, amount: float) -> np.ndarray:
+    """Blend RGBA colours toward white by ``amount`` (0: unchanged, 1: white)."""
+    rgba = np.array(mpl.colors.to_rgba_array(colors))
+    rgba[:, :3] = rgba[:, :3] + (1.0 - rgba[:, :3]) * amount
+    return rgba
+
+
+def backdrop_size(n: int) -> float:
+    """Marker area of observed cells drawn underneath paths or arrows: visible, never blobby."""
+    return float(np.clip(20000.0 / max(n, 1), 2.5, 30.0))
+
+
+def _outside_legend(ax, handles, *, title=None, loc="upper left", anchor=(1.02, 1.0)):
+    """A legend to the right of the axes (it never hides cells); constrained layout makes room."""
+    previous = ax.get_legend()
+    if previous is not None:  # keep it: a new ``ax.legend`` call would replace it
+        ax.add_artist(previous)
+    return ax.legend(handles=handles, title=title, loc=loc, bbox_to_anchor=anchor, borderaxespad=0.0,
+                     frameon=False, fontsize="small", title_fontsize="small", alignment="left")
+
+
+def _draw_cells(ax, adata, xy, t_all, color, *, norm, cmap, size, rng, lighten=0.45, alpha=0.9, mask=None,
+                legend=True):
+    """Observed cells as a light backdrop, coloured by time, an obs column, or plain grey.
+
+    Returns a ScalarMappable when a numeric obs column needs its own colour bar, else ``None``.
+    """
+    idx = np.arange(len(xy)) if mask is None else np.nonzero(mask)[0]
+    idx = idx[np.all(np.isfinite(xy[idx]), axis=1)]
+    idx = rng.permutation(idx)  # no time point or group systematically on top
+    s = backdrop_size(len(idx)) if size is None else size
+    common = {"s": s, "linewidths": 0, "rasterized": True, "zorder": 1}
+    if color is False or (isinstance(color, str) and color == "none"):
+        ax.scatter(xy[idx, 0], xy[idx, 1], color=CONTEXT_GREY, alpha=alpha, **common)
+        return None
+    if color is None:
+        rgba = _lighten(plt.get_cmap(cmap)(norm(t_all[idx])), lighten)
+        ax.scatter(xy[idx, 0], xy[idx, 1], color=rgba, alpha=alpha, **common)
+        return None
+    if not isinstance(color, str) or color not in adata.obs:
+        raise KeyError(f"`color={color!r}` is not a column of `adata.obs`.")
+    col = adata.obs[color]
+    if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or col.dtype == bool:
+        labels = col.astype(str).to_numpy()
+        present = [str(c) for c in (col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype) else pd.unique(labels))]
+        present = [c for c in present if np.any(labels[idx] == c)]
+        lut = category_colors(adata, color, present)
+        rgba = _lighten([lut.get(lab, "0.6") for lab in labels[idx]], lighten * 0.6)
+        ax.scatter(xy[idx, 0], xy[idx, 1], color=rgba, alpha=alpha, **common)
+        if legend:
+            handles = [Line2D([], [], ls="", marker="o", ms=6, color=lut[c], label=c) for c in present]
+            _outside_legend(ax, handles, title=color)
+        return None
+    vals = np.asarray(col, dtype=float)
+    greys = mpl.colors.LinearSegmentedColormap.from_list("scam_greys", plt.get_cmap("Greys")(np.linspace(0.2, 0.9, 256)))
+    return ax.scatter(xy[idx, 0], xy[idx, 1], c=vals[idx], cmap=greys, alpha=alpha, **common)  # lowest values stay visible
+
+
+def _check_time(fitted: np.ndarray, value: float, name: str) -> float:
+    lo, hi = float(np.min(fitted)), float(np.max(fitted))
+    if not lo - 1e-9 <= float(value) <= hi + 1e-9:
+        raise ValueError(f"`{name}={value}` is outside the fitted time range [{lo:g}, {hi:g}].")
+    return float(value)
+
+
+# =============================================================================== trajectories
+def trajectories(
+    adata: AnnData,
+    *,
+    key: str = DEFAULT_KEY,
+    simulation_key: str | None = None,
+    basis: str | None = None,
+    components=(0, 1),
+    color: str | bool | None = None,
+    n_paths: int | None = 100,
+    cmap: str = TIME_CMAP,
+    size: float | None = None,
+    linewidth: float = 1.0,
+    markers: bool = True,
+    n_neighbors: int = 15,
+    rng: int = 0,
+    ax=None,
+    show: bool | None = None,
+    return_fig: bool = False,
+    **kwargs,
+):
+    """Simulated cell trajectories over the observed cells.
+
+    Draws the paths written by :func:`scam.tl.simulate`, coloured by time, on top of the observed
+    cells. For unbalanced models the width of each path follows the cell's current share of the
+    population (its descendant mass ``exp(int g dt)`` relative to the average path): paths of
+    proliferating cells thicken, paths of dying cells fade to hairlines.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with a fit and a simulation.
+    key
+        ``key_added`` of :func:`scam.tl.action_matching`.
+    simulation_key
+        ``adata.uns`` key of the simulation (default ``f'{key}_simulation'``).
+    basis
+        Where to draw: ``None`` (default) plots two components of the fit's ``use_rep``, where the
+        paths live. Any other ``adata.obsm`` key (``'X_umap'`` or ``'umap'``) places the simulated
+        positions into that embedding by distance-weighted k-nearest-neighbour regression from the
+        fitted cells (an approximation: the embedding has no inverse map).
+    components
+        Two 0-based components of ``basis`` to plot.
+    color
+        Colour of the observed cells underneath: ``None`` (their time, lightened), an ``obs`` column
+        (categorical: lightened group colours with a legend; numeric: greys), or ``False`` (plain grey).
+    n_paths
+        Number of paths drawn (default 100, a random subset, so branches keep their proportions;
+        ``None``: all).
+    cmap
+        Colormap of time.
+    size
+        Marker size of the observed cells (default: from the number of cells).
+    linewidth
+        Base width of the paths.
+    markers
+        Mark the start (white) and end (coloured by the final time) of each path.
+    n_neighbors
+        Neighbours of the k-nearest-neighbour regression into a non-``use_rep`` basis.
+    rng
+        Seed for choosing the subset of paths and the drawing order of the cells.
+    ax
+        Axes to draw into (default: a new figure).
+    show
+        Show the figure (default: when matplotlib is in interactive mode).
+    return_fig
+        Return the Figure.
+    **kwargs
+        Passed to :class:`matplotlib.collections.LineCollection` (the paths).
+
+    Returns
+    -------
+    The :class:`~matplotlib.figure.Figure` if ``return_fig``, else ``None``.
+    """
+    x_all, t_all, params = fit_embedding(adata, key)
+    tl, tk = time_label(params.get("time_key")), params.get("time_key")
+    skey = simulation_key or f"{key}_simulation"
+    sim = adata.uns.get(skey)
+    if not isinstance(sim, Mapping) or "positions" not in sim:
+        raise KeyError(f"No simulated trajectories under `adata.uns[{skey!r}]`. Run `scam.tl.simulate` first.")
+    times = np.asarray(sim["times"], dtype=float)
+    pos = np.asarray(sim["positions"], dtype=float)
+    logw = np.asarray(sim.get("log_weights", np.zeros(pos.shape[:2])), dtype=float)
+    n_t, n_cells, dim = pos.shape
+    if dim != x_all.shape[1]:
+        raise ValueError(
+            f"The simulation has {dim} dimensions but the fit `{key}` uses {x_all.shape[1]}; "
+            "run `scam.tl.simulate` again with this fit."
+        )
+    name, emb, comps = resolve_basis(adata, basis, params["use_rep"], x_all.shape[1], components)
+    gen = np.random.default_rng(rng)
+    if n_paths is None or n_paths >= n_cells:
+        sel = np.arange(n_cells)
+    else:
+        if n_paths < 1:
+            raise ValueError(f"`n_paths` must be >= 1 or None, got {n_paths}.")
+        sel = np.sort(gen.choice(n_cells, n_paths, replace=False))
+    paths = pos[:, sel]
+    if emb is None:
+        xy_paths = paths[..., list(comps)]
+        xy_cells = x_all[:, list(comps)]
+    else:
+        reg = knn_map(x_all, emb, n_neighbors=n_neighbors)
+        xy_paths = reg.predict(paths.reshape(-1, dim)).reshape(n_t, len(sel), 2)
+        xy_cells = emb
+
+    fig, (ax,) = make_axes(ax, 1, panel_size=(7.4, 6.0))
+    norm = time_norm(t_all, times)
+    cell_sm = _draw_cells(ax, adata, xy_cells, t_all, color, norm=norm, cmap=cmap, size=size, rng=gen)
+
+    # one segment per path and step, coloured by the segment's mid time
+    segs = np.stack([xy_paths[:-1], xy_paths[1:]], axis=2)  # (T-1, m, 2, 2)
+    segs = segs.transpose(1, 0, 2, 3).reshape(-1, 2, 2)  # path-major
+    mid = np.tile((times[:-1] + times[1:]) / 2, len(sel))
+    unbalanced = bool(np.any(np.abs(logw) > 1e-8))
+    lc_kw = {"cmap": cmap, "norm": norm, "alpha": 0.85, "capstyle": "round", "zorder": 2}
+    if unbalanced:
+        # share of the population carried by each path at the end of each segment (1 = average path)
+        rel = np.exp(logw - logw.max(axis=1, keepdims=True))
+        rel = rel / rel.mean(axis=1, keepdims=True)
+        share = rel[1:, sel].T.ravel()
+        lc_kw["linewidths"] = linewidth * np.sqrt(np.clip(share, 0.05, 6.0))
+    else:
+        lc_kw["linewidths"] = linewidth
+    lc_kw.update(kwargs)
+    lc = LineCollection(segs, **lc_kw)
+    lc.set_array(mid)
+    ax.add_collection(lc)
+    handles = []
+    if markers:
+        ms = float(np.clip(600.0 / len(sel), 6, 22))
+        ax.scatter(xy_paths[0, :, 0], xy_paths[0, :, 1], s=ms, facecolor="white", edgecolor="0.15",
+                   linewidths=0.6, zorder=3)
+        end_color = plt.get_cmap(cmap)(norm(times[-1]))
+        ax.scatter(xy_paths[-1, :, 0], xy_paths[-1, :, 1], s=ms, color=end_color, edgecolor="0.15",
+                   linewidths=0.6, zorder=3)
+        handles = [
+            Line2D([], [], ls="", marker="o", mfc="white", mec="0.15", label=f"start ({time_point(tk, times[0])})"),
+            Line2D([], [], ls="", marker="o", mfc=end_color, mec="0.15", label=f"end ({time_point(tk, times[-1])})"),
+        ]
+    if unbalanced:
+        handles.append(Line2D([], [], color="0.3", lw=linewidth * 0.5, label="dying (thin)"))
+        handles.append(Line2D([], [], color="0.3", lw=linewidth * 2.0, label="expanding (thick)"))
+    if handles:
+        _outside_legend(ax, handles, title="paths", loc="lower left", anchor=(1.02, 0.0))
+    ax.autoscale_view()
+    fig.colorbar(lc, ax=ax, label=tl, location="bottom", fraction=0.05, pad=0.02, aspect=40)
+    if cell_sm is not None:
+        fig.colorbar(cell_sm, ax=ax, label=f"{color} (cells)", location="bottom", fraction=0.05, pad=0.02, aspect=40)
+    axis_labels(ax, name, comps)
+    shown = f"{len(sel)} of {n_cells}" if len(sel) < n_cells else f"{n_cells}"
+    ax.set_title(f"simulated trajectories ({shown} cells from {time_point(tk, times[0])})", fontsize="medium")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return finish(fig, show, return_fig)
+
+
+# =============================================================================== velocity
+def _resolve_method(method, emb, dim: int) -> str:
+    if method is None:
+        return "slice" if emb is None and dim == 2 else "smooth"
+    if method not in ("slice", "smooth"):
+        raise ValueError(f"`method` must be 'slice', 'smooth' or None, got {method!r}.")
+    if method == "slice" and emb is not None:
+        raise ValueError(
+            "`method='slice'` evaluates the model on a grid of the fit's own coordinates; a non-linear "
+            "embedding has no such grid. Use `method='smooth'` (or `basis=None`)."
+        )
+    return method
+
+
+def velocity(
+    adata: AnnData,
+    *,
+    key: str = DEFAULT_KEY,
+    time: float | None = None,
+    basis: str | None = None,
+    components=(0, 1),
+    kind: str = "stream",
+    method: str | None = None,
+    density: float = 1.0,
+    grid_size: int | None = None,
+    color: str | bool | None = None,
+    cmap: str = TIME_CMAP,
+    size: float | None = None,
+    n_neighbors: int = 30,
+    rng: int = 0,
+    ax=None,
+    show: bool | None = None,
+    return_fig: bool = False,
+    **kwargs,
+):
+    """The learned velocity field ``grad phi(t, x)`` at one time, over the cells observed then.
+
+    The field is drawn on a regular grid, as streamlines (width proportional to speed) or arrows,
+    only where cells observed at (the observed time point nearest to) ``time`` are; elsewhere the
+    model is not constrained by data. Two ways to get the field onto the grid:
+
+    - ``method='slice'``: the model is evaluated at the grid points themselves, the two plotted
+      components varying and any others fixed at the mean of the cells. Exact for a 2-D fit.
+    - ``method='smooth'``: the velocity is evaluated at each observed cell, projected onto the two
+      components (a non-linear ``basis`` such as UMAP: each cell is displaced by ``dt * v`` in the
+      fit's space with ``dt`` half the smallest gap between time points, and both ends are placed in
+      the embedding by k-nearest-neighbour regression from the fitted cells), and averaged onto
+      the grid with a Gaussian kernel. Faithful to the cells when the fit has more than two dimensions.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with a fit.
+    key
+        ``key_added`` of :func:`scam.tl.action_matching`.
+    time
+        Time at which the field is shown (default: the middle fitted time point).
+    basis
+        ``None`` (two components of the fit's ``use_rep``) or another ``adata.obsm`` key
+        (``'X_umap'`` or ``'umap'``).
+    components
+        Two 0-based components of ``basis``.
+    kind
+        ``'stream'`` (streamlines, width by speed) or ``'arrows'`` (an arrow grid, length by speed).
+    method
+        ``'slice'`` or ``'smooth'`` (see above); default ``None``: ``'slice'`` for a 2-D fit shown in
+        its own coordinates, ``'smooth'`` otherwise.
+    density
+        Streamline density (:meth:`~matplotlib.axes.Axes.streamplot`).
+    grid_size
+        Grid points per axis (default 40 for streams, 20 for arrows).
+    color
+        Colour of the cells at ``time``: ``None`` (the colour of their time), an ``obs`` column, or
+        ``False`` (grey). Cells observed at other times are drawn in light grey underneath.
+    cmap
+        Colormap of time.
+    size
+        Marker size of the cells.
+    n_neighbors
+        Neighbours of the regression into a non-``use_rep`` basis.
+    rng
+        Seed for the drawing order of the cells.
+    ax
+        Axes to draw into (default: a new figure).
+    show
+        Show the figure (default: when matplotlib is in interactive mode).
+    return_fig
+        Return the Figure.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.streamplot` or :meth:`~matplotlib.axes.Axes.quiver`.
+
+    Returns
+    -------
+    The :class:`~matplotlib.figure.Figure` if ``return_fig``, else ``None``.
+    """
+    x_all, t_all, params = fit_embedding(adata, key)
+    entry = get_fit(adata, key)
+    fitted = np.asarray(entry["times"], dtype=float)
+    if kind not in ("stream", "arrows"):
+        raise ValueError(f"`kind` must be 'stream' or 'arrows', got {kind!r}.")
+    time = float(fitted[len(fitted) // 2]) if time is None else _check_time(fitted, time, "time")
+    name, emb, comps = resolve_basis(adata, basis, params["use_rep"], x_all.shape[1], components)
+    method = _resolve_method(method, emb, x_all.shape[1])
+    in_range = (t_all >= fitted.min() - 1e-9) & (t_all <= fitted.max() + 1e-9)
+    t_near = nearest_observed_time(t_all[in_range], time)
+    at = np.isclose(t_all, t_near)
+    xy_cells = x_all[:, list(comps)] if emb is None else emb
+    at = at & np.all(np.isfinite(xy_cells), axis=1)
+    model = get_model(adata, key=key)
+    gen = np.random.default_rng(rng)
+    norm = time_norm(t_all)
+    tl = time_label(params.get("time_key"))
+    tk = params.get("time_key")
+
+    # ---- the field on the grid
+    n = int(grid_size or (40 if kind == "stream" else 20))
+    if n < 2:
+        raise ValueError(f"`grid_size` must be at least 2, got {grid_size}.")
+    xy_at = xy_cells[at]
+    gx, gy = grid_2d(xy_at, n, pad=0.08)
+    step = max(gx[1] - gx[0], gy[1] - gy[0])
+    span = max(gx[-1] - gx[0], gy[-1] - gy[0])
+    if method == "slice":
+        pts = fill_grid_points(gx, gy, comps, x_all[at].mean(axis=0))
+        v = model.velocity(pts, time)[:, list(comps)]
+        u, w = v[:, 0].reshape(n, n), v[:, 1].reshape(n, n)
+    else:
+        v_cells = model.velocity(x_all[at], time)
+        if emb is None:
+            vxy = v_cells[:, list(comps)]
+        else:
+            gaps = np.diff(np.sort(fitted))
+            dt = 0.5 * float(np.min(gaps[gaps > 0])) if len(gaps) else 1.0
+            reg = knn_map(x_all, emb, n_neighbors=n_neighbors, weights="uniform")
+            vxy = (reg.predict(x_all[at] + dt * v_cells) - reg.predict(x_all[at])) / dt
+        uw = smooth_to_grid(xy_at, vxy, gx, gy, bandwidth=1.5 * span / 40)
+        u, w = uw[..., 0], uw[..., 1]
+    inside = support_mask(gx, gy, xy_at, radius=max(step, 0.05 * span))
+    u = np.where(inside, u, np.nan)
+    w = np.where(inside, w, np.nan)
+    speed = np.hypot(u, w)
+    top = float(np.nanpercentile(speed, 99)) if np.isfinite(speed).any() else 1.0
+    top = top if top > 0 else 1.0
+
+    # ---- draw
+    fig, (ax,) = make_axes(ax, 1, panel_size=(7.0, 5.6))
+    _draw_cells(ax, adata, xy_cells, t_all, False, norm=norm, cmap=cmap, size=size, rng=gen, alpha=0.7,
+                mask=~at, legend=False)
+    handles = [Line2D([], [], ls="", marker="o", ms=6, color=CONTEXT_GREY, label="other times")]
+    if color is None:
+        rgba = _lighten([plt.get_cmap(cmap)(norm(t_near))], 0.3)
+        idx = gen.permutation(np.nonzero(at)[0])
+        ax.scatter(xy_cells[idx, 0], xy_cells[idx, 1], color=rgba, alpha=0.8,
+                   s=point_size(len(idx)) if size is None else size, linewidths=0, rasterized=True, zorder=1)
+        handles.insert(0, Line2D([], [], ls="", marker="o", ms=6, color=rgba[0], label=time_point(tk, t_near)))
+        _outside_legend(ax, handles, title="cells")
+    else:
+        sm = _draw_cells(ax, adata, xy_cells, t_all, color, norm=norm, cmap=cmap, size=size, rng=gen,
+                         lighten=0.3, alpha=0.8, mask=at)
+        if sm is not None:
+            fig.colorbar(sm, ax=ax, label=f"{color} (cells)", location="bottom", fraction=0.05, pad=0.02, aspect=40)
+    if kind == "stream":
+        kw = {"color": "0.1", "density": density, "arrowsize": 1.0, "zorder": 3,
+              "linewidth": 0.4 + 1.6 * np.clip(np.nan_to_num(speed) / top, 0, 1)}
+        kw.update(kwargs)
+        ax.streamplot(gx, gy, u, w, **kw)
+    else:
+        xx, yy = np.meshgrid(gx, gy)
+        ok = np.isfinite(speed)
+        kw = {"color": "0.1", "angles": "xy", "scale_units": "xy", "scale": top / (1.2 * (gx[1] - gx[0])),
+              "width": 0.003, "zorder": 3}
+        kw.update(kwargs)
+        ax.quiver(xx[ok], yy[ok], u[ok], w[ok], **kw)
+    how = {"slice": "" if x_all.shape[1] == 2 else ", other components at the mean",
+           "smooth": " (averaged over cells)" if emb is None else " (projected by kNN regression)"}[method]
+    ax.set_title(f"velocity at {time_point(tk, time)}{how}", fontsize="medium")
+    ax.autoscale_view()
+    axis_labels(ax, name, comps)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return finish(fig, show, return_fig)
+
+
+# =============================================================================== potential
+def potential(
+    adata: AnnData,
+    *,
+    key: str = DEFAULT_KEY,
+    times=None,
+    components=(0, 1),
+    method: str | None = None,
+    grid_size: int = 80,
+    levels: int = 12,
+    cmap: str = "magma",
+    cells: bool = True,
+    size: float | None = None,
+    ncols: int = 4,
+    ax=None,
+    show: bool | None = None,
+    return_fig: bool = False,
+    **kwargs,
+):
+    """The learned potential ``phi(t, x)`` as a landscape, one panel per time.
+
+    Cells move up the gradient of ``phi`` (``velocity = grad phi``): bright regions attract. The
+    potential is shown over two components of the fit's ``use_rep``, only where there are cells (of
+    any fitted time; elsewhere the model is not constrained by data), on one colour scale for all
+    panels. For a balanced fit ``phi(t, .)`` is only defined up to a constant per time, so each panel
+    is shifted to mean 0 over the cells observed at (nearest to) its time; for an unbalanced fit
+    ``phi`` is shown as is (its sign is that of the growth rate ``g = lambda phi``: positive where
+    cells proliferate).
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with a fit.
+    key
+        ``key_added`` of :func:`scam.tl.action_matching`.
+    times
+        Time or times to show (default: the fitted time points).
+    components
+        Two 0-based components of the fit's ``use_rep``.
+    method
+        ``'slice'``: the model evaluated on the grid, other components fixed at the mean of the cells
+        observed nearest to each time (exact for a 2-D fit); ``'smooth'``: ``phi(t, .)`` evaluated at
+        every fitted cell and averaged onto the grid with a Gaussian kernel. Default ``None``:
+        ``'slice'`` for a 2-D fit, ``'smooth'`` otherwise.
+    grid_size
+        Grid points per axis.
+    levels
+        Approximate number of filled contour levels.
+    cmap
+        Colormap of the potential.
+    cells
+        Draw the cells observed at (nearest to) each time on top.
+    size
+        Marker size of the cells.
+    ncols
+        Maximum number of panels per row.
+    ax
+        One Axes per time (default: a new figure).
+    show
+        Show the figure (default: when matplotlib is in interactive mode).
+    return_fig
+        Return the Figure.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.contourf`.
+
+    Returns
+    -------
+    The :class:`~matplotlib.figure.Figure` if ``return_fig``, else ``None``.
+    """
+    x_all, t_all, params = fit_embedding(adata, key)
+    entry = get_fit(adata, key)
+    fitted = np.asarray(entry["times"], dtype=float)
+    times = fitted if times is None else np.atleast_1d(np.asarray(times, dtype=float))
+    if len(times) == 0:
+        raise ValueError("`times` is empty.")
+    for t in times:
+        _check_time(fitted, t, "times")
+    if grid_size < 2:
+        raise ValueError(f"`grid_size` must be at least 2, got {grid_size}.")
+    name, _, comps = resolve_basis(adata, None, params["use_rep"], x_all.shape[1], components)
+    method = _resolve_method(method, None, x_all.shape[1])
+    model = get_model(adata, key=key)
+    in_range = (t_all >= fitted.min() - 1e-9) & (t_all <= fitted.max() + 1e-9)
+    in_range &= np.all(np.isfinite(x_all), axis=1)
+    xy_fit = x_all[in_range][:, list(comps)]
+    gx, gy = grid_2d(xy_fit, grid_size, pad=0.05)
+    span = max(gx[-1] - gx[0], gy[-1] - gy[0])
+    inside = support_mask(gx, gy, xy_fit, radius=0.06 * span)
+    centred = not model.unbalanced
+    fields, near = [], []
+    for t in times:
+        t_near = nearest_observed_time(t_all[in_range], t)
+        at = np.isclose(t_all, t_near) & in_range
+        if method == "slice":
+            pts = fill_grid_points(gx, gy, comps, x_all[at].mean(axis=0))
+            phi = model.potential(pts, t).reshape(grid_size, grid_size)
+        else:
+            phi = smooth_to_grid(xy_fit, model.potential(x_all[in_range], t), gx, gy, bandwidth=1.5 * span / 40)
+        if centred:
+            phi = phi - model.potential(x_all[at], t).mean()
+        fields.append(np.where(inside, phi, np.nan))
+        near.append(at)
+    pooled = np.concatenate([f[inside] for f in fields])
+    lo, hi = np.percentile(pooled, [1, 99])
+    if hi <= lo:
+        hi = lo + max(1e-9, abs(lo) * 1e-6)
+    level_values = mpl.ticker.MaxNLocator(nbins=levels).tick_values(lo, hi)
+
+    fig, axes = make_axes(ax, len(times), ncols=ncols, panel_size=(4.0, 3.6))
+    tl = time_label(params.get("time_key"))
+    tk = params.get("time_key")
+    cs = None
+    for a, t, phi, at in zip(axes, times, fields, near):
+        kw = {"levels": level_values, "cmap": cmap, "extend": "both", "zorder": 0}
+        kw.update(kwargs)
+        cs = a.contourf(gx, gy, phi, **kw)
+        a.contour(gx, gy, phi, levels=kw["levels"], colors="white", linewidths=0.3, alpha=0.35, zorder=1)
+        if cells:
+            idx = np.nonzero(at)[0]
+            s = float(np.clip(3000.0 / max(len(idx), 1), 1.0, 12.0)) if size is None else size
+            a.scatter(x_all[idx, comps[0]], x_all[idx, comps[1]], s=s, color="white", edgecolor="0.1",
+                      linewidths=0.25, alpha=0.75, rasterized=True, zorder=2)
+        a.set_xlim(gx[0], gx[-1])
+        a.set_ylim(gy[0], gy[-1])
+        a.set_title(time_point(tk, t), fontsize="medium")
+        axis_labels(a, name, comps)
+        a.set_xticks([])
+        a.set_yticks([])
+    label = "potential φ (relative to mean over cells)" if centred else "potential φ (> 0: growth)"
+    fig.colorbar(cs, ax=axes, label=label, shrink=0.9 if len(axes) > 1 else 1.0, aspect=30, pad=0.02)
+    return finish(fig, show, return_fig)
