@@ -126,6 +126,17 @@ def test_trajectories_in_another_basis_by_neighbour_regression(adata):
     assert ax.get_xlabel() == "UMAP1" and ax.get_ylabel() == "UMAP2"
 
 
+def test_trajectories_backward(adata):
+    b = adata.copy()
+    scam.tl.simulate(b, source_time=2.0, target_times=[1.0, 0.0], key_added="back")
+    fig = scam.pl.trajectories(b, simulation_key="back", n_paths=None, return_fig=True)
+    ax = main_axes(fig)[0]
+    (lc,) = collections_of(ax, LineCollection)
+    n_cells = b.uns["back"]["positions"].shape[1]
+    np.testing.assert_allclose(lc.get_array(), np.tile([1.5, 0.5], n_cells))
+    assert "from time 2" in ax.get_title()
+
+
 def test_trajectories_cell_colours(adata):
     fig = scam.pl.trajectories(adata, color="branch", n_paths=5, return_fig=True)
     ax = main_axes(fig)[0]
@@ -317,6 +328,10 @@ def test_growth_errors(adata):
         scam.pl.growth(adata, key="bal")
     with pytest.raises(KeyError, match=r"Run `scam.tl.action_matching` first"):
         scam.pl.growth(adata, key="nope")
+    b = adata.copy()
+    del b.obs["action_matching_growth"]
+    with pytest.raises(KeyError, match=r"lacks `adata.obs\['action_matching_growth'\]`.*Run `scam.tl.action_matching` first"):
+        scam.pl.growth(b)
     with pytest.raises(ValueError, match="needs `groupby=`"):
         scam.pl.growth(adata, panels=["groups"])
     with pytest.raises(KeyError, match="`groupby='nope'`"):
@@ -419,6 +434,16 @@ def test_fate_maps_colour_the_source_cells(adata):
     assert sc.get_alpha() == 0.4
 
 
+def test_fate_backward_is_origin(adata):
+    b = adata.copy()
+    scam.tl.fate_probabilities(b, source_time=2.0, target_time=0.5, groupby="branch", key_added="origin")
+    fig = scam.pl.fate(b, key="origin", return_fig=True)
+    axes = main_axes(fig)
+    assert axes[0].get_title().startswith("P(origin = ")
+    assert axes[-1].get_title() == "origin probability"
+    np.testing.assert_allclose(axes[-1].get_images()[0].get_array(), b.uns["origin"]["transition"])
+
+
 def test_fate_errors(adata):
     b = adata.copy()
     del b.obsm["fate_probabilities"]
@@ -511,6 +536,13 @@ def test_ax_show_return_fig(name, adata, monkeypatch):
     assert isinstance(fig, Figure)
     # show=True calls plt.show
     assert func(adata, show=True, **kw) is None and shown == [1]
+    # in interactive mode (a notebook) show=None shows the figure, unless it is returned
+    monkeypatch.setattr(matplotlib, "is_interactive", lambda: True)
+    func(adata, **kw)
+    assert shown == [1, 1]
+    func(adata, return_fig=True, **kw)
+    assert shown == [1, 1]
+    monkeypatch.setattr(matplotlib, "is_interactive", lambda: False)
     # ax: draws into the given axes, creates no figure
     fig, ax = plt.subplots()
     n_figs = len(plt.get_fignums())

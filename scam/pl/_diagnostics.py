@@ -54,7 +54,7 @@ def wasserstein(
     ax
         Axes to draw into (default: a new figure).
     show
-        Show the figure (default: when matplotlib is in interactive mode).
+        Show the figure (default: when matplotlib is in interactive mode and ``return_fig`` is False).
     return_fig
         Return the Figure.
     **kwargs
@@ -164,7 +164,7 @@ def history(
     ax
         Axes to draw into (default: a new figure).
     show
-        Show the figure (default: when matplotlib is in interactive mode).
+        Show the figure (default: when matplotlib is in interactive mode and ``return_fig`` is False).
     return_fig
         Return the Figure.
     **kwargs

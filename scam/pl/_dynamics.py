@@ -148,7 +148,7 @@ def trajectories(
     ax
         Axes to draw into (default: a new figure).
     show
-        Show the figure (default: when matplotlib is in interactive mode).
+        Show the figure (default: when matplotlib is in interactive mode and ``return_fig`` is False).
     return_fig
         Return the Figure.
     **kwargs
@@ -326,7 +326,7 @@ def velocity(
     ax
         Axes to draw into (default: a new figure).
     show
-        Show the figure (default: when matplotlib is in interactive mode).
+        Show the figure (default: when matplotlib is in interactive mode and ``return_fig`` is False).
     return_fig
         Return the Figure.
     **kwargs
@@ -483,7 +483,7 @@ def potential(
     ax
         One Axes per time (default: a new figure).
     show
-        Show the figure (default: when matplotlib is in interactive mode).
+        Show the figure (default: when matplotlib is in interactive mode and ``return_fig`` is False).
     return_fig
         Return the Figure.
     **kwargs

@@ -100,7 +100,7 @@ def fate(
     ax
         One Axes per panel, maps first, heatmap last (default: a new figure).
     show
-        Show the figure (default: when matplotlib is in interactive mode).
+        Show the figure (default: when matplotlib is in interactive mode and ``return_fig`` is False).
     return_fig
         Return the Figure.
     **kwargs

@@ -9,10 +9,14 @@ from anndata import AnnData
 
 from ._utils import (
     CONTEXT_GREY, DEFAULT_KEY, axis_labels, category_colors, clean_spines, finish, fit_embedding, get_fit,
-    make_axes, point_size, resolve_basis, time_label,
+    make_axes, resolve_basis, time_label,
 )
 
 PANELS = ("embedding", "groups", "mass")
+#: Blue (death) - light grey (no net growth) - red (proliferation).
+GROWTH_CMAP = mpl.colors.LinearSegmentedColormap.from_list(
+    "scam_growth", ["#08306b", "#2171b5", "#9ecae1", "#d9d9d9", "#fcae91", "#de2d26", "#67000d"]
+)
 _UNITS = {"day": "day", "days": "day", "hour": "hour", "hours": "hour", "h": "hour", "week": "week",
           "weeks": "week", "minute": "minute", "minutes": "minute"}
 
@@ -34,7 +38,7 @@ def growth(
     components=(0, 1),
     groupby: str | None = None,
     panels=None,
-    cmap: str = "RdBu_r",
+    cmap=None,
     size: float | None = None,
     ax=None,
     show: bool | None = None,
@@ -65,13 +69,14 @@ def growth(
     panels
         Which panels, in order (default: ``'embedding'``, ``'groups'`` when ``groupby`` is given, ``'mass'``).
     cmap
-        Diverging colormap of the growth rate.
+        Diverging colormap of the growth rate (default: blue - grey - red, so cells with a rate
+        near 0 stay visible on a white background).
     size
         Marker size of the cells.
     ax
         One Axes per panel (default: a new figure).
     show
-        Show the figure (default: when matplotlib is in interactive mode).
+        Show the figure (default: when matplotlib is in interactive mode and ``return_fig`` is False).
     return_fig
         Return the Figure.
     **kwargs
@@ -84,7 +89,12 @@ def growth(
     entry = get_fit(adata, key)
     params = entry["params"]
     col = f"{key}_growth"
-    if params.get("growth", "none") == "none" or "mass" not in entry or col not in adata.obs:
+    if params.get("growth", "none") != "none" and ("mass" not in entry or col not in adata.obs):
+        raise KeyError(
+            f"The unbalanced fit `{key}` lacks `adata.obs[{col!r}]` or its mass record. "
+            "Run `scam.tl.action_matching` first (again)."
+        )
+    if params.get("growth", "none") == "none":
         raise ValueError(
             f"This fit is balanced; refit with `growth=` (e.g. `scam.tl.action_matching(adata, ..., "
             f"growth='counts', key_added={key!r})`) to learn growth and death."
@@ -116,11 +126,12 @@ def growth(
             top = float(np.nanpercentile(np.abs(g[finite]), 99)) if finite.any() else 1.0
             top = top if top > 0 else 1.0
             norm = mpl.colors.Normalize(vmin=-top, vmax=top)
-            s = point_size(int(ok.sum())) if size is None else size
+            s = float(np.clip(20000.0 / max(int(ok.sum()), 1), 2.5, 30.0)) if size is None else size
             if (~ok).any():
                 a.scatter(xy[~ok, 0], xy[~ok, 1], s=s, color=CONTEXT_GREY, linewidths=0, rasterized=True)
             order = np.nonzero(ok)[0][np.argsort(np.abs(g[ok]))]  # strongest rates on top
-            kw = {"s": s, "cmap": cmap, "norm": norm, "linewidths": 0, "rasterized": True}
+            kw = {"s": s, "cmap": GROWTH_CMAP if cmap is None else cmap, "norm": norm, "linewidths": 0,
+                  "rasterized": True}
             kw.update(kwargs)
             sc = a.scatter(xy[order, 0], xy[order, 1], c=g[order], **kw)
             extend = "both" if np.abs(g[finite]).max(initial=0) > top else "neither"
@@ -143,8 +154,8 @@ def growth(
                 patch.set_alpha(0.8)
             a.axhline(0, color="0.4", lw=0.8, ls="--", zorder=0)
             a.set_xticks(np.arange(1, len(cats) + 1))
-            a.set_xticklabels([str(c) for c in cats], rotation=45 if len(cats) > 4 else 0,
-                              ha="right" if len(cats) > 4 else "center")
+            rot = len(cats) > 4 and max(len(str(c)) for c in cats) > 3
+            a.set_xticklabels([str(c) for c in cats], rotation=45 if rot else 0, ha="right" if rot else "center")
             a.set_xlabel(groupby)
             a.set_ylabel(rl)
             a.set_title(f"growth rate by {groupby}", fontsize="medium")
@@ -166,7 +177,9 @@ def growth(
             a.set_xlabel(tl)
             a.set_ylabel("total mass (relative to first time)")
             a.set_title("population size", fontsize="medium")
-            a.legend(fontsize="small", frameon=False)
-            a.set_ylim(bottom=0)
+            a.legend(fontsize="small", frameon=False, loc="best")
+            top = max([np.nanmax(np.asarray(mass["model"], float))]
+                      + [np.nanmax(np.asarray(mass[k], float)) for k in ("observed", "prior") if k in mass])
+            a.set_ylim(0, 1.15 * max(top, 1.0))
             clean_spines(a)
     return finish(fig, show, return_fig)

@@ -19,9 +19,13 @@ CONTEXT_GREY = "#d9d9d9"
 
 # ----------------------------------------------------------------------------- figure handling
 def finish(fig, show: bool | None, return_fig: bool):
-    """Show the figure when asked (or when matplotlib is interactive) and return it if asked."""
+    """Show the figure when asked and return it if asked.
+
+    ``show=None`` shows it when matplotlib is interactive (e.g. a notebook) and the figure is not
+    returned (a returned figure is meant to be changed before it is shown).
+    """
     if show is None:
-        show = mpl.is_interactive()
+        show = mpl.is_interactive() and not return_fig
     if show:
         plt.show()
     return fig if return_fig else None
