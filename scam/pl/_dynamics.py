@@ -311,7 +311,7 @@ def velocity(
     density
         Streamline density (:meth:`~matplotlib.axes.Axes.streamplot`).
     grid_size
-        Grid points per axis (default 40 for streams, 20 for arrows).
+        Grid points per axis (default 40 for streams, 16 for arrows).
     color
         Colour of the cells at ``time``: ``None`` (the colour of their time), an ``obs`` column, or
         ``False`` (grey). Cells observed at other times are drawn in light grey underneath.
@@ -356,7 +356,7 @@ def velocity(
     tk = params.get("time_key")
 
     # ---- the field on the grid
-    n = int(grid_size or (40 if kind == "stream" else 20))
+    n = int(grid_size or (40 if kind == "stream" else 16))
     if n < 2:
         raise ValueError(f"`grid_size` must be at least 2, got {grid_size}.")
     xy_at = xy_cells[at]
@@ -410,7 +410,8 @@ def velocity(
     else:
         xx, yy = np.meshgrid(gx, gy)
         ok = np.isfinite(speed)
-        kw = {"color": "0.1", "angles": "xy", "scale_units": "xy", "scale": top / (1.2 * (gx[1] - gx[0])),
+        ref = float(np.nanpercentile(speed, 90)) or top  # the 90th-percentile arrow is one grid step long
+        kw = {"color": "0.1", "angles": "xy", "scale_units": "xy", "scale": ref / (gx[1] - gx[0]),
               "width": 0.003, "zorder": 3}
         kw.update(kwargs)
         ax.quiver(xx[ok], yy[ok], u[ok], w[ok], **kw)
