@@ -1,0 +1,54 @@
+"""Issue 5: branch-specific growth on the branching system (0.8 proliferating, -0.6 dying).
+
+What decides whether per-branch rates are recoverable is the path between snapshots: the default
+balanced OT plan (pair masses interpolated geometrically, one growth rate for all pairs of a segment)
+explains the change in branch composition by moving mass *across* branches, so the learned dying
+branch does not die. Plans that carry growth (unbalanced OT, or OT weighted by a per-cell prior) keep
+mass within branches. Fast: path checks without training (the learned rates are measured by
+benchmarks/growth.py, whose fits take minutes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scam.core import SnapshotPath
+from scam.datasets._synthetic import branching_growth
+
+
+@pytest.fixture(scope="module")
+def branching():
+    return branching_growth(600, rng=0)
+
+
+def _internal(tc):
+    pooled = np.concatenate(tc.xs)
+    return [(x - pooled.mean(0)) / np.sqrt(pooled.var(0).mean()) for x in tc.xs], tc.times / tc.times[-1]
+
+
+def _cross_branch_mass(tc, path):
+    """Fraction of each segment's plan mass pairing cells of different branches."""
+    out = []
+    for k, plan in enumerate(path.plans):
+        p = np.diff(np.concatenate([[0.0], plan.cdf]))
+        bi, bj = tc.info["branch"][k][plan.src], tc.info["branch"][k + 1][plan.tgt]
+        out.append(float(p[bi != bj].sum() / p.sum()))
+    return np.array(out)
+
+
+def test_default_coupling_moves_mass_across_branches(branching):
+    zs, u = _internal(branching)
+    rng = np.random.default_rng(0)
+    ot = SnapshotPath(zs, u, branching.masses, coupling="ot", rng=rng)
+    uot = SnapshotPath(zs, u, branching.masses, coupling="unbalanced", ot_reg=0.05, reg_m=0.1, rng=rng)
+    prior = [branching.growth_rate(x, 0.0) * branching.times[-1] for x in branching.xs]
+    weighted = SnapshotPath(zs, u, branching.masses, coupling="ot", log_growth=prior, rng=rng)
+    c_ot, c_uot, c_w = (_cross_branch_mass(branching, p) for p in (ot, uot, weighted))
+    # the composition shift (branch 0: 50% -> 67% -> 80% -> 89% -> 94%) is made by transport
+    assert c_ot[0] > 0.1 and c_ot.sum() > 0.3, c_ot
+    # growth-carrying plans keep (almost) all mass inside its branch
+    assert c_uot.max() < 0.05, c_uot
+    # (at t = 0 the branches touch, so the first weighted plan still mixes a little)
+    assert c_w[0] < 0.5 * c_ot[0] and c_w[1:].max() < 0.05, c_w
+    assert c_uot.sum() < 0.25 * c_ot.sum() and c_w.sum() < 0.5 * c_ot.sum()
