@@ -45,6 +45,8 @@ CONFIGS = {
     "unbalanced_coupling": {"growth": "learn", "config": {"coupling": "unbalanced"}},
     "wide": {"network": {"hidden": 256}},
     "long": {"config": {"n_steps": 8000, "patience": 20}},
+    "freq1": {"network": {"n_frequencies": 1}},
+    "learn_freq1": {"growth": "learn", "network": {"n_frequencies": 1}},
 }
 
 

@@ -25,6 +25,8 @@ class PotentialConfig:
         Number of hidden layers.
     n_frequencies
         Number of Fourier frequencies of the time embedding (``sin``/``cos`` of ``2^k pi t``).
+        Default 1: higher frequencies make the velocity wobble in time (Gaussian geodesic benchmark:
+        2.5% velocity error with 1 frequency vs 5.2% with 4; Cite held-out W1 no worse).
     activation
         Smooth activation: ``"silu"`` (default), ``"softplus"``, ``"tanh"`` or ``"gelu"``.
         ReLU is not offered: its gradient field is piecewise constant.
@@ -33,7 +35,7 @@ class PotentialConfig:
     dim: int
     hidden: int = 256
     n_layers: int = 3
-    n_frequencies: int = 4
+    n_frequencies: int = 1
     activation: str = "silu"
 
     def __post_init__(self):
