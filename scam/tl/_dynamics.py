@@ -123,6 +123,19 @@ def _push_samples(model, x, t0, t1, n_samples, rng):
     return np.stack(pos), np.stack(lw)
 
 
+
+def _source_target(adata, key, groupby, source_time, target_time):
+    """Validated embedding, times, fit params and the cell indices at ``source_time``/``target_time``."""
+    x_all, t_all, params = fit_embedding(adata, key)
+    if groupby not in adata.obs:
+        raise KeyError(f"`groupby={groupby!r}` is not a column of `adata.obs`.")
+    fitted = np.asarray(adata.uns[key]["times"], dtype=float)
+    for name, v in (("source_time", source_time), ("target_time", target_time)):
+        _check_range(fitted, v, name)
+    src = _time_index(t_all, source_time, "source_time")
+    tgt = _time_index(t_all, target_time, "target_time")
+    return x_all, t_all, params, src, tgt
+
 def fate_probabilities(
     adata: AnnData,
     *,
@@ -173,14 +186,7 @@ def fate_probabilities(
     at ``source_time``, ``'source_groups'`` and ``'transition'``: the weighted group-to-group
     transition matrix (rows: source groups, columns: target groups).
     """
-    x_all, t_all, params = fit_embedding(adata, key)
-    if groupby not in adata.obs:
-        raise KeyError(f"`groupby={groupby!r}` is not a column of `adata.obs`.")
-    fitted = np.asarray(adata.uns[key]["times"], dtype=float)
-    for name, v in (("source_time", source_time), ("target_time", target_time)):
-        _check_range(fitted, v, name)
-    src = _time_index(t_all, source_time, "source_time")
-    tgt = _time_index(t_all, target_time, "target_time")
+    x_all, t_all, params, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
     labels = adata.obs[groupby].astype("category")
     tgt_labels = labels[tgt]
     if tgt_labels.isna().any():
@@ -273,14 +279,7 @@ def ancestors(
     """
     if not float(source_time) < float(target_time):
         raise ValueError("`source_time` must be earlier than `target_time` for ancestors.")
-    x_all, t_all, _ = fit_embedding(adata, key)
-    if groupby not in adata.obs:
-        raise KeyError(f"`groupby={groupby!r}` is not a column of `adata.obs`.")
-    fitted = np.asarray(adata.uns[key]["times"], dtype=float)
-    for name, v in (("source_time", source_time), ("target_time", target_time)):
-        _check_range(fitted, v, name)
-    src = _time_index(t_all, source_time, "source_time")
-    tgt = _time_index(t_all, target_time, "target_time")
+    x_all, t_all, _, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
     labels = adata.obs[groupby].astype(str).to_numpy()
     present = pd.unique(labels[tgt])
     groups = list(present) if groups is None else [str(g) for g in np.atleast_1d(groups)]
