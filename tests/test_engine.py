@@ -231,3 +231,17 @@ def test_masses_without_growth_is_an_error():
     tc = gaussian_geodesic(50, rng=0)
     with pytest.raises(ValueError, match="growth_weight"):
         fit(tc.xs, tc.times, masses=[1.0, 2.0], progress=False)
+
+
+def test_tiny_entropic_regularisation_falls_back_to_exact_ot():
+    # below 2% of the mean cost the Schrödinger-bridge plan is the exact plan (Sinkhorn would crawl)
+    from scam.core import build_plan
+
+    rng = np.random.default_rng(0)
+    x0, x1 = rng.normal(size=(40, 3)), rng.normal(size=(40, 3)) + 1.0
+    exact = build_plan(x0, x1, 1.0, 1.0, coupling="ot", rng=np.random.default_rng(0))
+    tiny = build_plan(x0, x1, 1.0, 1.0, coupling="sinkhorn", reg=1e-4, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(tiny.src, exact.src)
+    np.testing.assert_array_equal(tiny.tgt, exact.tgt)
+    blurred = build_plan(x0, x1, 1.0, 1.0, coupling="sinkhorn", reg=2.0, rng=np.random.default_rng(0))
+    assert blurred.n_pairs > 3 * exact.n_pairs  # a real entropic plan spreads mass over many pairs

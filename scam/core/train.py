@@ -39,7 +39,9 @@ class TrainConfig:
         Every ``eval_every`` steps the EMA model is scored on a fixed validation batch; training
         stops after ``patience`` evaluations without improvement and the best weights are kept.
     coupling
-        ``"auto"`` (exact OT; Sinkhorn with the Schrödinger-bridge regularisation when ``sigma > 0``),
+        ``"auto"`` (exact OT; Sinkhorn with the Schrödinger-bridge regularisation when ``sigma > 0``,
+        or exact OT when that regularisation is below 2% of the mean squared distance, where the two
+        plans nearly agree and Sinkhorn would take minutes per pair),
         or one of ``"ot"``, ``"sinkhorn"``, ``"unbalanced"`` (entropic unbalanced OT: slower, lets the
         path itself redistribute mass between cells), ``"independent"``. With unequal masses the
         balanced plans interpolate each pair's mass geometrically, so the path's total mass follows
