@@ -77,6 +77,11 @@ def _draw_cells(ax, adata, xy, t_all, color, *, norm, cmap, size, rng, lighten=0
     return ax.scatter(xy[idx, 0], xy[idx, 1], c=vals[idx], cmap=greys, alpha=alpha, **common)  # lowest values stay visible
 
 
+def _bottom_pad(fig) -> float:
+    """Gap above a colour bar under the axes: a layout engine places the x label; without one, leave room."""
+    return 0.02 if fig.get_layout_engine() is not None else 0.1
+
+
 def _check_time(fitted: np.ndarray, value: float, name: str) -> float:
     lo, hi = float(np.min(fitted)), float(np.max(fitted))
     if not lo - 1e-9 <= float(value) <= hi + 1e-9:
@@ -230,9 +235,9 @@ def trajectories(
     if handles:
         _outside_legend(ax, handles, title="paths", loc="lower left", anchor=(1.02, 0.0))
     ax.autoscale_view()
-    fig.colorbar(lc, ax=ax, label=tl, location="bottom", fraction=0.05, pad=0.02, aspect=40)
+    fig.colorbar(lc, ax=ax, label=tl, location="bottom", fraction=0.05, pad=_bottom_pad(fig), aspect=40)
     if cell_sm is not None:
-        fig.colorbar(cell_sm, ax=ax, label=f"{color} (cells)", location="bottom", fraction=0.05, pad=0.02, aspect=40)
+        fig.colorbar(cell_sm, ax=ax, label=f"{color} (cells)", location="bottom", fraction=0.05, pad=_bottom_pad(fig), aspect=40)
     axis_labels(ax, name, comps)
     shown = f"{len(sel)} of {n_cells}" if len(sel) < n_cells else f"{n_cells}"
     ax.set_title(f"simulated trajectories ({shown} cells from {time_point(tk, times[0])})", fontsize="medium")
@@ -401,7 +406,7 @@ def velocity(
         sm = _draw_cells(ax, adata, xy_cells, t_all, color, norm=norm, cmap=cmap, size=size, rng=gen,
                          lighten=0.3, alpha=0.8, mask=at)
         if sm is not None:
-            fig.colorbar(sm, ax=ax, label=f"{color} (cells)", location="bottom", fraction=0.05, pad=0.02, aspect=40)
+            fig.colorbar(sm, ax=ax, label=f"{color} (cells)", location="bottom", fraction=0.05, pad=_bottom_pad(fig), aspect=40)
     if kind == "stream":
         kw = {"color": "0.1", "density": density, "arrowsize": 1.0, "zorder": 3,
               "linewidth": 0.4 + 1.6 * np.clip(np.nan_to_num(speed) / top, 0, 1)}
