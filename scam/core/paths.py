@@ -76,15 +76,15 @@ _MIN_SINKHORN_REG = 0.02  # relative to the mean cost; below: exact OT (the entr
 
 def _dense_plan(x0, x1, a, b, coupling, reg, reg_m):
     cost = ot.dist(x0, x1)  # squared Euclidean
+    if coupling == "sinkhorn" and reg < _MIN_SINKHORN_REG * cost.mean():
+        # The entropic plan is then within a blur of the exact one, and log-domain Sinkhorn needs
+        # ~1/reg iterations (minutes per pair at a few thousand cells): use its limit, exact OT.
+        logger.info("scam: entropic regularisation %.2g << mean cost %.2g; using the exact OT plan",
+                    reg, cost.mean())
+        coupling = "ot"
     if coupling == "ot":
         return ot.emd(a, b, cost, numItermax=max(1_000_000, 50 * cost.size))
     if coupling == "sinkhorn":
-        if reg < _MIN_SINKHORN_REG * cost.mean():
-            # The entropic plan is then within a blur of the exact one, and log-domain Sinkhorn needs
-            # ~1/reg iterations (minutes per pair at a few thousand cells): use its limit, exact OT.
-            logger.info("scam: entropic regularisation %.2g << mean cost %.2g; using the exact OT plan",
-                        reg, cost.mean())
-            return ot.emd(a, b, cost, numItermax=max(1_000_000, 50 * cost.size))
         return ot.sinkhorn(a, b, cost, reg, method="sinkhorn_log", numItermax=5000, stopThr=1e-7)
     if coupling == "unbalanced":
         return ot.unbalanced.sinkhorn_unbalanced(

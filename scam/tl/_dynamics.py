@@ -123,7 +123,6 @@ def _push_samples(model, x, t0, t1, n_samples, rng):
     return np.stack(pos), np.stack(lw)
 
 
-
 def _source_target(adata, key, groupby, source_time, target_time):
     """Validated embedding, times, fit params and the cell indices at ``source_time``/``target_time``."""
     x_all, t_all, params = fit_embedding(adata, key)
@@ -135,6 +134,7 @@ def _source_target(adata, key, groupby, source_time, target_time):
     src = _time_index(t_all, source_time, "source_time")
     tgt = _time_index(t_all, target_time, "target_time")
     return x_all, t_all, params, src, tgt
+
 
 def fate_probabilities(
     adata: AnnData,
