@@ -15,6 +15,12 @@ so that the path reproduces both snapshots (with their masses) exactly at the en
 every pair changes exponentially, i.e. with a constant growth rate along the pair. For balanced
 plans the factors are one.
 
+The exact unbalanced coupling ``"uot"`` (an OT linear program with a total-variation penalty on the
+marginals) splits each snapshot into mass that is transported and mass that is destroyed (source)
+or created (target). Transported pairs keep their mass; a destroyed cell stays in place with mass
+``a_i (1 - tau)^2`` and a created one appears in place with mass ``b_j tau^2`` (the Fisher-Rao
+geodesic, the cheapest way to remove or add mass under the ``lambda/2 s^2`` action).
+
 Plans are computed once per segment. Exact EMD (POT) is used while ``n_k * n_{k+1}`` fits under
 ``max_plan_size``; beyond that both snapshots are split into random chunks that are solved
 separately (minibatch OT), so memory stays linear in the number of cells.
@@ -30,7 +36,7 @@ import ot
 
 from ._utils import logger
 
-COUPLINGS = ("ot", "sinkhorn", "unbalanced", "independent")
+COUPLINGS = ("ot", "uot", "sinkhorn", "unbalanced", "independent")
 
 # Entries of dense (Sinkhorn) plans below this fraction of the largest entry are dropped.
 _PRUNE = 1e-7
@@ -47,6 +53,7 @@ class SegmentPlan:
     log_ra: np.ndarray  # (P,) log(a_i / pi_i.)
     log_rb: np.ndarray  # (P,) log(b_j / pi_.j)
     independent: tuple[int, int] | None = None  # (n_src, n_tgt) for the independent coupling
+    kind: np.ndarray | None = None  # (P,) 0 transported pair, 1 destroyed source cell, 2 created target cell
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` pair indices (into ``src``/``tgt``) with probability ``pi_ij / |pi|``."""
@@ -63,6 +70,20 @@ class SegmentPlan:
             zeros = np.zeros(len(idx))
             return idx // n1, idx % n1, zeros, zeros
         return self.src[idx], self.tgt[idx], self.log_ra[idx], self.log_rb[idx]
+
+    def profile(self, idx: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where entries ``idx`` sit at fraction ``tau`` (0: source cell, 1: target cell) and their mass factor.
+
+        Transported pairs move linearly and keep their mass; a destroyed cell stays where it is with
+        mass ``(1 - tau)^2`` and a created one appears where it is with mass ``tau^2``: the
+        Fisher-Rao (Hellinger) geodesic, whose growth rate ``-2 / (1 - tau)`` has a finite action.
+        """
+        if self.kind is None:
+            return tau, np.ones(len(idx))
+        kind = self.kind[idx]
+        pos = np.where(kind == 0, tau, np.where(kind == 1, 0.0, 1.0))
+        mass = np.where(kind == 0, 1.0, np.where(kind == 1, (1 - tau) ** 2, tau**2))
+        return pos, mass
 
     @property
     def n_pairs(self) -> int:
@@ -93,6 +114,24 @@ def _dense_plan(x0, x1, a, b, coupling, reg, reg_m):
     raise ValueError(f"Unknown coupling {coupling!r}; choose one of {COUPLINGS}.")
 
 
+def _tv_unbalanced(a, b, cost, threshold):
+    """Exact unbalanced OT with a total-variation marginal penalty, as one linear program.
+
+    Minimises ``<C, P> + threshold / 2 (|a - P 1|_1 + |b - P^T 1|_1)``: moving mass further than
+    ``sqrt(threshold)`` costs more than destroying it at the source and creating it at the target.
+    Solved exactly by EMD with one dummy cell on each side (cost ``threshold / 2`` to every real
+    cell). Returns the ``(n0 + 1, n1 + 1)`` plan: the last column is the mass destroyed at each
+    source cell, the last row the mass created at each target cell.
+    """
+    n0, n1 = cost.shape
+    aug = np.zeros((n0 + 1, n1 + 1))
+    aug[:n0, :n1] = cost
+    aug[:n0, n1] = aug[n0, :n1] = threshold / 2
+    a_aug = np.append(a, b.sum())
+    b_aug = np.append(b, a.sum())
+    return ot.emd(a_aug, b_aug, aug, numItermax=max(1_000_000, 50 * aug.size))
+
+
 def _growth_weights(log_growth: np.ndarray, du: float) -> np.ndarray:
     lw = np.asarray(log_growth, dtype=np.float64) * du
     w = np.exp(lw - lw.max())
@@ -114,6 +153,7 @@ def build_plan(
     reg_m: float = 1.0,
     max_plan_size: int = 6_500_000,
     source_weights: np.ndarray | None = None,
+    uot_threshold: float = 3.0,
     rng: np.random.Generator,
 ) -> SegmentPlan:
     """Transport plan between two snapshots.
@@ -125,7 +165,8 @@ def build_plan(
     mass0, mass1
         Total masses of the two snapshots (1 and 1 for balanced paths).
     coupling
-        ``"ot"`` (exact EMD), ``"sinkhorn"`` (entropic OT with regularisation ``reg``),
+        ``"ot"`` (exact EMD), ``"uot"`` (exact unbalanced OT with a total-variation marginal penalty:
+        see ``uot_threshold``), ``"sinkhorn"`` (entropic OT with regularisation ``reg``),
         ``"unbalanced"`` (entropic unbalanced OT, KL marginal penalty ``reg_m``) or ``"independent"``.
     reg
         Entropic regularisation (same units as the squared-Euclidean cost).
@@ -137,6 +178,10 @@ def build_plan(
         Relative share of the target population descending from each source cell (e.g.
         ``exp(g_i dt)`` from a growth prior); the balanced plans transport these instead of uniform
         masses, so the path's per-cell mass changes follow the prior.
+    uot_threshold
+        ``"uot"`` only: mass whose squared displacement would exceed ``uot_threshold`` times the
+        mean squared displacement of the balanced OT plan (``W2^2``) is destroyed at the source and
+        created at the target instead of being transported. Large values give the balanced plan.
     rng
         Random generator (chunking).
 
@@ -152,13 +197,22 @@ def build_plan(
         raise ValueError(f"Unknown coupling {coupling!r}; choose one of {COUPLINGS}.")
     n_chunks = max(1, math.ceil(math.sqrt(n0 * n1 / max_plan_size)))
     n_chunks = min(n_chunks, n0, n1)
-    src_l, tgt_l, p_l, ra_l, rb_l = [], [], [], [], []
+    if coupling == "uot" and source_weights is not None:
+        raise ValueError(
+            "A per-cell growth prior weights the balanced couplings; with coupling='uot' the unbalanced "
+            "plan itself decides which cells grow. Use coupling='auto' (or 'ot') with a prior."
+        )
+    src_l, tgt_l, p_l, ra_l, rb_l, kind_l = [], [], [], [], [], []
     for c0, c1 in zip(_chunks(n0, n_chunks, rng), _chunks(n1, n_chunks, rng)):
         a = np.full(len(c0), mass0 / len(c0))
         b = np.full(len(c1), mass1 / len(c1))
         x0c = np.asarray(x0[c0], dtype=np.float64)
         x1c = np.asarray(x1[c1], dtype=np.float64)
-        if coupling in ("ot", "sinkhorn"):
+        if coupling == "uot":
+            cost = ot.dist(x0c, x1c)
+            w2sq = float(np.sum(_dense_plan(x0c, x1c, a / mass0, b / mass1, "ot", reg, reg_m) * cost))
+            plan = _tv_unbalanced(a, b, cost, uot_threshold * w2sq)
+        elif coupling in ("ot", "sinkhorn"):
             a_solve = a / mass0 if source_weights is None else source_weights[c0] / source_weights[c0].sum()
             plan = _dense_plan(x0c, x1c, a_solve, b / mass1, coupling, reg, reg_m)
         else:
@@ -168,6 +222,11 @@ def build_plan(
                 f"The {coupling!r} coupling failed (non-finite or empty plan); "
                 "increase the regularisation or standardise the data."
             )
+        if coupling == "uot":
+            for part in _uot_entries(plan, c0, c1):
+                for lst, arr in zip((src_l, tgt_l, p_l, ra_l, rb_l, kind_l), part):
+                    lst.append(arr if lst is not p_l else arr / n_chunks)
+            continue
         keep = plan > _PRUNE * plan.max() if coupling != "ot" else plan > 0
         ii, jj = np.nonzero(keep)
         vals = plan[ii, jj]
@@ -181,6 +240,7 @@ def build_plan(
         p_l.append(vals / n_chunks)
         ra_l.append(ra)
         rb_l.append(rb)
+        kind_l.append(np.zeros(len(ii), dtype=np.int8))
     p = np.concatenate(p_l)
     total = float(p.sum())
     return SegmentPlan(
@@ -190,7 +250,28 @@ def build_plan(
         total_mass=total,
         log_ra=np.concatenate(ra_l),
         log_rb=np.concatenate(rb_l),
+        kind=np.concatenate(kind_l) if coupling == "uot" else None,
     )
+
+
+def _uot_entries(plan: np.ndarray, c0: np.ndarray, c1: np.ndarray):
+    """Entries of an augmented TV-unbalanced plan: transported pairs, destroyed and created cells.
+
+    Yields ``(src, tgt, mass, log_ra, log_rb, kind)`` blocks; the mass factors of
+    :meth:`SegmentPlan.profile` replace the endpoint factors, so ``log_ra = log_rb = 0``.
+    """
+    n0, n1 = len(c0), len(c1)
+    core, dead, born = plan[:n0, :n1], plan[:n0, n1], plan[n0, :n1]
+    ii, jj = np.nonzero(core > 0)
+    di = np.nonzero(dead > 0)[0]
+    bj = np.nonzero(born > 0)[0]
+    for src, tgt, mass, kind in (
+        (c0[ii], c1[jj], core[ii, jj], 0),
+        (c0[di], np.zeros(len(di), dtype=np.int64), dead[di], 1),
+        (np.zeros(len(bj), dtype=np.int64), c1[bj], born[bj], 2),
+    ):
+        zeros = np.zeros(len(src))
+        yield src, tgt, mass, zeros, zeros, np.full(len(src), kind, dtype=np.int8)
 
 
 class SnapshotPath:
@@ -212,7 +293,7 @@ class SnapshotPath:
     ot_reg, reg_m
         Entropic regularisation and marginal relaxation of Sinkhorn/unbalanced plans, as fractions of
         the mean squared distance between the two snapshots (``ot_reg`` is ignored when ``sigma > 0``).
-    max_plan_size
+    max_plan_size, uot_threshold
         See :func:`build_plan`.
     log_growth
         Optional per-cell prior log growth rates (per internal time unit), one array per snapshot;
@@ -233,6 +314,7 @@ class SnapshotPath:
         reg_m: float = 1.0,
         max_plan_size: int = 6_500_000,
         log_growth: list[np.ndarray] | None = None,
+        uot_threshold: float = 3.0,
         rng: np.random.Generator,
     ):
         import torch
@@ -251,7 +333,7 @@ class SnapshotPath:
                 build_plan(
                     xs[k], xs[k + 1], self.masses[k], self.masses[k + 1],
                     coupling=coupling, reg=reg, reg_m=reg_m * mean_cost,
-                    max_plan_size=max_plan_size, rng=rng,
+                    max_plan_size=max_plan_size, rng=rng, uot_threshold=uot_threshold,
                     source_weights=None if log_growth is None else _growth_weights(log_growth[k], du),
                 )
             )
@@ -274,8 +356,10 @@ class SnapshotPath:
             plan = self.plans[seg]
             du = self.times[seg + 1] - self.times[seg]
             tau = (u[sel] - self.times[seg]) / du
-            i, j, lra, lrb = plan.pairs(plan.sample(len(sel), rng))
-            tau_t = torch.as_tensor(tau, dtype=torch.float32, device=device)[:, None]
+            idx = plan.sample(len(sel), rng)
+            i, j, lra, lrb = plan.pairs(idx)
+            pos, factor = plan.profile(idx, tau)
+            tau_t = torch.as_tensor(pos, dtype=torch.float32, device=device)[:, None]
             x0 = self.xs[seg][torch.as_tensor(i, device=device)]
             x1 = self.xs[seg + 1][torch.as_tensor(j, device=device)]
             xt = (1 - tau_t) * x0 + tau_t * x1
@@ -283,7 +367,7 @@ class SnapshotPath:
                 noise = torch.as_tensor(rng.standard_normal(xt.shape), dtype=torch.float32, device=device)
                 xt = xt + self.sigma * torch.sqrt(tau_t * (1 - tau_t) * du) * noise
             x[torch.as_tensor(sel, device=device)] = xt
-            w[sel] = plan.total_mass * np.exp((1 - tau) * lra + tau * lrb)
+            w[sel] = plan.total_mass * factor * np.exp((1 - tau) * lra + tau * lrb)
         return x, torch.as_tensor(w, dtype=torch.float32, device=device)
 
     def sample(self, batch_size: int, rng: np.random.Generator):

@@ -39,13 +39,17 @@ class TrainConfig:
         Every ``eval_every`` steps the EMA model is scored on a fixed validation batch; training
         stops after ``patience`` evaluations without improvement and the best weights are kept.
     coupling
-        ``"auto"`` (exact OT; Sinkhorn with the Schrödinger-bridge regularisation when ``sigma > 0``,
-        or exact OT when that regularisation is below 2% of the mean squared distance, where the two
-        plans nearly agree and Sinkhorn would take minutes per pair),
-        or one of ``"ot"``, ``"sinkhorn"``, ``"unbalanced"`` (entropic unbalanced OT: slower, lets the
-        path itself redistribute mass between cells), ``"independent"``. With unequal masses the
-        balanced plans interpolate each pair's mass geometrically, so the path's total mass follows
-        the given masses; the unbalanced objective then decides how much of the change is growth.
+        ``"auto"``: exact OT for balanced models; exact unbalanced OT (``"uot"``) for unbalanced ones
+        without a per-cell growth prior; Sinkhorn with the Schrödinger-bridge regularisation when
+        ``sigma > 0`` (or exact OT when that regularisation is below 2% of the mean squared distance,
+        where the two plans nearly agree and Sinkhorn would take minutes per pair).
+        Or one of ``"ot"``, ``"uot"`` (exact OT with a total-variation marginal penalty: cells that
+        would have to move further than ``uot_threshold`` allows die at the source and appear at the
+        target along the Fisher-Rao profile ``(1 - tau)^2`` / ``tau^2``), ``"sinkhorn"``,
+        ``"unbalanced"`` (entropic unbalanced OT, KL penalty ``reg_m``: slower, and the path's total
+        mass sags inside each gap), ``"independent"``. With unequal masses the balanced plans
+        interpolate each pair's mass geometrically, so the path's total mass follows the given
+        masses; the unbalanced objective then decides how much of the change is growth.
     sigma
         Diffusion coefficient in data units; ``> 0`` trains entropic AM.
     growth_weight
@@ -53,6 +57,11 @@ class TrainConfig:
     ot_reg, reg_m
         Entropic regularisation and marginal relaxation of Sinkhorn/unbalanced couplings, as fractions
         of the mean squared distance between consecutive snapshots.
+    uot_threshold
+        ``"uot"`` coupling: mass is destroyed and created rather than moved where the squared
+        displacement would exceed ``uot_threshold`` times the mean squared displacement (``W2^2``)
+        of the balanced plan between the two snapshots. Default 3 (held-out Cite days: 0.97x the
+        OT-interpolation error; LARRY: as good as balanced; see ``benchmarks/README.md``).
     max_plan_size
         Largest ``n_k * n_{k+1}`` solved exactly; larger pairs use chunked (minibatch) OT.
     n_probes
@@ -73,6 +82,7 @@ class TrainConfig:
     growth_weight: float = 0.0
     ot_reg: float = 0.01
     reg_m: float = 1.0
+    uot_threshold: float = 3.0
     max_plan_size: int = 6_500_000
     n_probes: int = 1
 
@@ -80,7 +90,7 @@ class TrainConfig:
         for name in ("n_steps", "batch_size", "eval_every", "patience", "n_probes", "max_plan_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("lr", "ot_reg", "reg_m"):
+        for name in ("lr", "ot_reg", "reg_m", "uot_threshold"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}.")
         for name in ("weight_decay", "warmup", "grad_clip", "sigma", "growth_weight"):
@@ -97,10 +107,13 @@ class TrainConfig:
         """Plain dictionary."""
         return asdict(self)
 
-    def resolved_coupling(self) -> str:
+    def resolved_coupling(self, prior: bool = False) -> str:
+        """The coupling ``"auto"`` stands for (``prior``: a per-cell growth prior is given)."""
         if self.coupling != "auto":
             return self.coupling
-        return "sinkhorn" if self.sigma > 0 else "ot"
+        if self.sigma > 0:
+            return "sinkhorn"
+        return "uot" if self.growth_weight > 0 and not prior else "ot"
 
 
 def validate_snapshots(xs, times, masses=None):
@@ -224,6 +237,17 @@ def fit(
             "Relative masses differ between time points but growth_weight is 0 (a balanced model "
             "conserves mass); set TrainConfig(growth_weight=...) > 0 or drop `masses`."
         )
+    coupling = config.resolved_coupling(prior=log_growth is not None)
+    if coupling == "uot" and log_growth is not None:
+        raise ValueError(
+            "A per-cell growth prior weights balanced couplings; with coupling='uot' the unbalanced plan "
+            "decides which cells grow. Use coupling='auto' or 'ot' with a prior, or drop the prior."
+        )
+    if coupling in ("uot", "unbalanced") and config.growth_weight == 0:
+        raise ValueError(
+            f"coupling={config.coupling!r} creates and destroys mass but growth_weight is 0 (a balanced "
+            "model conserves mass); set TrainConfig(growth_weight=...) > 0 or use coupling='ot'."
+        )
     dim = xs[0].shape[1]
     network = network or PotentialConfig(dim=dim)
     if network.dim != dim:
@@ -239,12 +263,11 @@ def fit(
     zs = [(x - shift) / scale for x in xs]
     u = (times - t_min) / duration
     sigma_u = config.sigma * math.sqrt(duration) / scale
-    coupling = config.resolved_coupling()
 
     logger.info("scam: building %s couplings between %d time points", coupling, len(xs))
     path = SnapshotPath(
         zs, u, masses, coupling=coupling, sigma=sigma_u, ot_reg=config.ot_reg, reg_m=config.reg_m,
-        max_plan_size=config.max_plan_size, rng=rng,
+        max_plan_size=config.max_plan_size, uot_threshold=config.uot_threshold, rng=rng,
         log_growth=None if log_growth is None else [g * duration for g in log_growth],
     ).to(dev)
 
