@@ -37,16 +37,16 @@ DAYS = (2, 3, 4, 7)
 
 # Named configurations: options of scam.tl.action_matching (through evaluate_holdout's fit_kwargs).
 CONFIGS = {
-    "default": {},
+    "default": {},  # growth='learn' over exact unbalanced OT plans (coupling 'auto' -> 'uot', threshold 3)
     "balanced": {"growth": None},
-    "learn": {"growth": "learn"},
+    "learn_ot": {"growth": "learn", "config": {"coupling": "ot"}},  # the default before 'uot'
+    "uot1.5": {"config": {"uot_threshold": 1.5}},
+    "uot6": {"config": {"uot_threshold": 6.0}},
     "entropic": {"growth": None, "sigma": 0.1},
     "learn_entropic": {"growth": "learn", "sigma": 0.1},
     "unbalanced_coupling": {"growth": "learn", "config": {"coupling": "unbalanced"}},
     "wide": {"network": {"hidden": 256}},
     "long": {"config": {"n_steps": 8000, "patience": 20}},
-    "freq1": {"network": {"n_frequencies": 1}},
-    "learn_freq1": {"growth": "learn", "network": {"n_frequencies": 1}},
 }
 
 

@@ -10,7 +10,9 @@ Configurations (options of ``scam.tl.action_matching``, engine defaults otherwis
 
 - ``balanced``: ``growth=None`` (mass conserved);
 - ``counts``: ``growth='counts'``, relative masses = cells per fitted day (day 6 / day 2 = 4.05);
-- ``learn``: ``growth='learn'``, equal total masses, relative growth learned.
+- ``learn``: ``growth='learn'`` (the default), equal total masses, relative growth learned, exact
+  unbalanced OT plans (``coupling='uot'``);
+- ``learn_ot``: the same over balanced OT plans (the default before ``'uot'``).
 
     python benchmarks/larry.py                        # 3 seeds, all configurations (~10-20 min on 2 shared CPU cores)
     python benchmarks/larry.py --seeds 1 --configs balanced counts
@@ -35,7 +37,8 @@ DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "larry_2d"
 CONFIGS = {
     "balanced": {"growth": None},
     "counts": {"growth": "counts"},
-    "learn": {"growth": "learn"},
+    "learn": {"growth": "learn"},  # the default: exact unbalanced OT plans ('uot')
+    "learn_ot": {"growth": "learn", "config": {"coupling": "ot"}},
 }
 
 

@@ -34,7 +34,7 @@ def adata():
     a.obsm["X_umap"] = np.c_[x[:, 0] + 0.5 * np.sin(2 * x[:, 1]), 2.0 * x[:, 1] - 0.3 * x[:, 0] ** 2]
     a.obs["score"] = x[:, 0]
     scam.tl.action_matching(a, "time", growth="learn", rng=0, **FAST)
-    scam.tl.action_matching(a, "time", rng=0, key_added="bal", **TINY)  # balanced, for the errors
+    scam.tl.action_matching(a, "time", growth=None, rng=0, key_added="bal", **TINY)  # balanced, for the errors
     scam.tl.simulate(a, n_steps=50)
     scam.tl.fate_probabilities(a, source_time=0.5, target_time=2.0, groupby="branch")
     scam.tl.evaluate_holdout(

@@ -62,6 +62,27 @@ def test_fields_written(fitted):
     assert isinstance(fitted.obs["day"].dtype, pd.CategoricalDtype)
 
 
+def test_default_is_unbalanced_with_exact_uot(branching):
+    """The default configuration (the best measured on held-out days) is growth='learn' over 'uot' plans."""
+    adata = branching.copy()
+    scam.tl.action_matching(adata, "day", rng=0, **FAST)
+    params = adata.uns["action_matching"]["params"]
+    assert params["growth"] == "learn" and params["coupling"] == "uot" and params["growth_weight"] == 1.0
+    assert "action_matching_growth" in adata.obs
+    adata.obs["prior"] = np.where(adata.obs["branch"] == "proliferating", 0.8, -0.6)
+    scam.tl.action_matching(adata, "day", growth="prior", key_added="p", rng=0, **FAST)
+    assert adata.uns["p"]["params"]["coupling"] == "ot"  # a per-cell prior weights balanced plans
+    masses = {2.0: 1.0, 3.0: 1.4, 4.0: 2.0, 5.0: 2.8, 6.0: 4.0}
+    scam.tl.action_matching(adata, "day", growth=masses, key_added="c", rng=0, **FAST)
+    assert adata.uns["c"]["params"]["coupling"] == "ot"  # unequal masses: every pair grows
+    scam.tl.action_matching(adata, "day", growth=None, key_added="b", rng=0, **FAST)
+    assert adata.uns["b"]["params"]["coupling"] == "ot"
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match="coupling='uot'"):
+        scam.tl.action_matching(adata, "day", growth="prior", **{**FAST, "config": {**FAST["config"], "coupling": "uot"}})
+    assert_untouched(adata, before)
+
+
 def test_velocity_in_data_units(branching):
     """Rescaling the embedding by c and time by a factor rescales the velocity by c / factor."""
     a = branching.copy()
@@ -120,7 +141,7 @@ def test_growth_modes(branching):
     scam.tl.action_matching(adata, "day", growth="prior", key_added="am_prior", rng=0, **FAST)
     assert adata.uns["am_prior"]["params"]["growth"] == "prior"
     assert np.all(np.diff(adata.uns["am_prior"]["mass"]["prior"]) != 0)
-    scam.tl.action_matching(adata, "day", key_added="am_bal", rng=0, **FAST)
+    scam.tl.action_matching(adata, "day", growth=None, key_added="am_bal", rng=0, **FAST)
     assert "am_bal_growth" not in adata.obs and "mass" not in adata.uns["am_bal"]
 
 
@@ -143,7 +164,7 @@ def balanced_branches():
     """Two branches without growth or death: fates are determined by the side a cell starts on."""
     adata = scam.datasets.simulate("branching", n_cells=300, rng=0, rates=(0.0, 0.0))
     adata.obs["day"] = pd.Categorical((adata.obs["time"] * 2 + 2).astype(str))
-    scam.tl.action_matching(adata, "day", rng=0, **FAST)
+    scam.tl.action_matching(adata, "day", growth=None, rng=0, **FAST)
     return adata
 
 

@@ -39,8 +39,10 @@ class TrainConfig:
         Every ``eval_every`` steps the EMA model is scored on a fixed validation batch; training
         stops after ``patience`` evaluations without improvement and the best weights are kept.
     coupling
-        ``"auto"``: exact OT for balanced models; exact unbalanced OT (``"uot"``) for unbalanced ones
-        without a per-cell growth prior; Sinkhorn with the Schrödinger-bridge regularisation when
+        ``"auto"``: exact unbalanced OT (``"uot"``) for unbalanced models with equal total masses
+        (growth relative to the average: composition changes by death and birth) and no per-cell
+        growth prior; otherwise exact OT (unequal masses: every pair grows at its own constant
+        rate); Sinkhorn with the Schrödinger-bridge regularisation when
         ``sigma > 0`` (or exact OT when that regularisation is below 2% of the mean squared distance,
         where the two plans nearly agree and Sinkhorn would take minutes per pair).
         Or one of ``"ot"``, ``"uot"`` (exact OT with a total-variation marginal penalty: cells that
@@ -107,13 +109,17 @@ class TrainConfig:
         """Plain dictionary."""
         return asdict(self)
 
-    def resolved_coupling(self, prior: bool = False) -> str:
-        """The coupling ``"auto"`` stands for (``prior``: a per-cell growth prior is given)."""
+    def resolved_coupling(self, *, prior: bool = False, equal_masses: bool = True) -> str:
+        """The coupling ``"auto"`` stands for.
+
+        ``prior``: a per-cell growth prior is given; ``equal_masses``: all snapshots have the same
+        total mass.
+        """
         if self.coupling != "auto":
             return self.coupling
         if self.sigma > 0:
             return "sinkhorn"
-        return "uot" if self.growth_weight > 0 and not prior else "ot"
+        return "uot" if self.growth_weight > 0 and equal_masses and not prior else "ot"
 
 
 def validate_snapshots(xs, times, masses=None):
@@ -237,7 +243,7 @@ def fit(
             "Relative masses differ between time points but growth_weight is 0 (a balanced model "
             "conserves mass); set TrainConfig(growth_weight=...) > 0 or drop `masses`."
         )
-    coupling = config.resolved_coupling(prior=log_growth is not None)
+    coupling = config.resolved_coupling(prior=log_growth is not None, equal_masses=np.allclose(masses, masses[0]))
     if coupling == "uot" and log_growth is not None:
         raise ValueError(
             "A per-cell growth prior weights balanced couplings; with coupling='uot' the unbalanced plan "
