@@ -95,8 +95,7 @@ class SegmentPlan:
 _MIN_SINKHORN_REG = 0.02  # relative to the mean cost; below: exact OT (the entropic limit)
 
 
-def _dense_plan(x0, x1, a, b, coupling, reg, reg_m):
-    cost = ot.dist(x0, x1)  # squared Euclidean
+def _dense_plan(cost, a, b, coupling, reg, reg_m):
     if coupling == "sinkhorn" and reg < _MIN_SINKHORN_REG * cost.mean():
         # The entropic plan is then within a blur of the exact one, and log-domain Sinkhorn needs
         # ~1/reg iterations (minutes per pair at a few thousand cells): use its limit, exact OT.
@@ -206,26 +205,28 @@ def build_plan(
     for c0, c1 in zip(_chunks(n0, n_chunks, rng), _chunks(n1, n_chunks, rng)):
         a = np.full(len(c0), mass0 / len(c0))
         b = np.full(len(c1), mass1 / len(c1))
-        x0c = np.asarray(x0[c0], dtype=np.float64)
-        x1c = np.asarray(x1[c1], dtype=np.float64)
+        cost = ot.dist(np.asarray(x0[c0], dtype=np.float64), np.asarray(x1[c1], dtype=np.float64))
         if coupling == "uot":
-            cost = ot.dist(x0c, x1c)
-            w2sq = float(np.sum(_dense_plan(x0c, x1c, a / mass0, b / mass1, "ot", reg, reg_m) * cost))
+            w2sq = float(np.sum(_dense_plan(cost, a / mass0, b / mass1, "ot", reg, reg_m) * cost))
             plan = _tv_unbalanced(a, b, cost, uot_threshold * w2sq)
         elif coupling in ("ot", "sinkhorn"):
             a_solve = a / mass0 if source_weights is None else source_weights[c0] / source_weights[c0].sum()
-            plan = _dense_plan(x0c, x1c, a_solve, b / mass1, coupling, reg, reg_m)
+            plan = _dense_plan(cost, a_solve, b / mass1, coupling, reg, reg_m)
         else:
-            plan = _dense_plan(x0c, x1c, a, b, coupling, reg, reg_m)
+            plan = _dense_plan(cost, a, b, coupling, reg, reg_m)
         if not np.all(np.isfinite(plan)) or plan.sum() <= 0:
             raise FloatingPointError(
                 f"The {coupling!r} coupling failed (non-finite or empty plan); "
                 "increase the regularisation or standardise the data."
             )
         if coupling == "uot":
-            for part in _uot_entries(plan, c0, c1):
-                for lst, arr in zip((src_l, tgt_l, p_l, ra_l, rb_l, kind_l), part):
-                    lst.append(arr if lst is not p_l else arr / n_chunks)
+            for src, tgt, mass, kind in _uot_entries(plan, c0, c1):
+                src_l.append(src)
+                tgt_l.append(tgt)
+                p_l.append(mass / n_chunks)
+                ra_l.append(np.zeros(len(src)))  # SegmentPlan.profile gives the mass factors
+                rb_l.append(np.zeros(len(src)))
+                kind_l.append(kind)
             continue
         keep = plan > _PRUNE * plan.max() if coupling != "ot" else plan > 0
         ii, jj = np.nonzero(keep)
@@ -257,8 +258,8 @@ def build_plan(
 def _uot_entries(plan: np.ndarray, c0: np.ndarray, c1: np.ndarray):
     """Entries of an augmented TV-unbalanced plan: transported pairs, destroyed and created cells.
 
-    Yields ``(src, tgt, mass, log_ra, log_rb, kind)`` blocks; the mass factors of
-    :meth:`SegmentPlan.profile` replace the endpoint factors, so ``log_ra = log_rb = 0``.
+    Yields ``(src, tgt, mass, kind)`` blocks (``tgt`` of a destroyed cell and ``src`` of a created
+    one are placeholders: :meth:`SegmentPlan.profile` keeps them at their own end).
     """
     n0, n1 = len(c0), len(c1)
     core, dead, born = plan[:n0, :n1], plan[:n0, n1], plan[n0, :n1]
@@ -270,8 +271,7 @@ def _uot_entries(plan: np.ndarray, c0: np.ndarray, c1: np.ndarray):
         (c0[di], np.zeros(len(di), dtype=np.int64), dead[di], 1),
         (np.zeros(len(bj), dtype=np.int64), c1[bj], born[bj], 2),
     ):
-        zeros = np.zeros(len(src))
-        yield src, tgt, mass, zeros, zeros, np.full(len(src), kind, dtype=np.int8)
+        yield src, tgt, mass, np.full(len(src), kind, dtype=np.int8)
 
 
 class SnapshotPath:

@@ -245,11 +245,6 @@ def fit(
             "conserves mass); set TrainConfig(growth_weight=...) > 0 or drop `masses`."
         )
     coupling = config.resolved_coupling(prior=log_growth is not None, equal_masses=np.allclose(masses, masses[0]))
-    if coupling == "uot" and log_growth is not None:
-        raise ValueError(
-            "A per-cell growth prior weights balanced couplings; with coupling='uot' the unbalanced plan "
-            "decides which cells grow. Use coupling='auto' or 'ot' with a prior, or drop the prior."
-        )
     if coupling in ("uot", "unbalanced") and config.growth_weight == 0:
         raise ValueError(
             f"coupling={config.coupling!r} creates and destroys mass but growth_weight is 0 (a balanced "
