@@ -49,6 +49,25 @@ def test_tv_unbalanced_matches_brute_force_objective():
     assert np.all(cost[plan > 1e-12] <= thr + 1e-9)
 
 
+def test_tv_unbalanced_equal_masses_matches_the_dummy_cell_lp():
+    """Equal masses take the truncated-cost EMD: same optimum as the LP with one dummy cell a side."""
+    rng = np.random.default_rng(3)
+    x0, x1 = rng.standard_normal((40, 2)), rng.standard_normal((50, 2)) * 1.5 + [1.0, 0.0]
+    a, b = np.full(40, 1 / 40), np.full(50, 1 / 50)
+    cost = ot.dist(x0, x1)
+    thr = float(np.quantile(cost, 0.2))
+    aug = _tv_unbalanced(a, b, cost, thr)
+    lp = np.zeros((41, 51))
+    lp[:40, :50] = cost
+    lp[:40, 50] = lp[40, :50] = thr / 2
+    ref = ot.emd(np.append(a, 1.0), np.append(b, 1.0), lp)
+    np.testing.assert_allclose(aug.sum(1), np.append(a, 1.0), atol=1e-12)  # a feasible augmented plan
+    np.testing.assert_allclose(aug.sum(0), np.append(b, 1.0), atol=1e-12)
+    np.testing.assert_allclose((aug * lp).sum(), (ref * lp).sum(), rtol=1e-10)
+    assert 0.05 < aug[:40, 50].sum() < 0.95  # the threshold binds: some mass dies, some moves
+    assert np.all(cost[aug[:40, :50] > 0] <= thr)
+
+
 def test_uot_plan_destroys_the_far_cluster():
     """Cells with no counterpart within the threshold die; the rest move one to one."""
     x0, x1 = dying_cluster(100)
