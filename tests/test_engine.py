@@ -41,13 +41,18 @@ def test_gaussian_geodesic_velocity(geodesic, geodesic_model):
 
 
 def test_push_follows_geodesic_and_reverses(geodesic, geodesic_model):
-    """Pushing t=0 cells to t=1 lands on the OT map; pushing back returns the cells."""
+    """Pushing t=0 cells to t=1 lands on the OT map; pushing back returns the cells.
+
+    Reversibility is a property of the ODE flow, so it is checked at a solver tolerance (1e-7) well below
+    the assertion's (1e-4): at the default 1e-5 the round trip's error is ~1e-3 from the solver alone.
+    """
     x0 = geodesic.xs[0][:300]
     x1 = geodesic_model.push(x0, 0.0, 1.0)
     mapped = np.array([3.0, 1.0]) + x0 @ geodesic.info["ot_map"].T  # m1 + A (x - m0), m0 = 0
     assert rel_err(x1 - x0, mapped - x0) < 0.12
-    back = geodesic_model.push(x1, 1.0, 0.0)
-    np.testing.assert_allclose(back, x0, atol=1e-3)
+    fwd, _ = geodesic_model.trajectory(x0, [0.0, 1.0], rtol=1e-7, atol=1e-7)
+    back, _ = geodesic_model.trajectory(fwd[-1], [1.0, 0.0], rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(back[-1], x0, atol=1e-4)
 
 
 class _GeodesicPotential(nn.Module):
@@ -166,7 +171,7 @@ def test_unbalanced_path_has_snapshot_masses():
         for k in range(len(times) - 1):
             lo, hi = times[k] / times[-1], times[k + 1] / times[-1]
             for u, m in ((lo + 1e-9, masses[k]), (hi - 1e-9, masses[k + 1])):
-                _, w = path.sample_path(np.full(20000, u), rng)
+                _, w, *_ = path.sample_path(np.full(20000, u), rng)
                 assert abs(float(w.mean()) / m - 1) < 0.03, (coupling, k, float(w.mean()), m)
 
 

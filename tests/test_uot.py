@@ -98,7 +98,7 @@ def test_uot_path_masses_follow_fisher_rao_profile():
     rng = np.random.default_rng(0)
     path = SnapshotPath([x0, x1], np.array([0.0, 1.0]), np.array([1.0, 0.5]), coupling="uot", rng=rng)
     for u in (1e-9, 0.25, 0.5, 0.75, 1 - 1e-9):
-        x, w = path.sample_path(np.full(40000, u), rng)
+        x, w, *_ = path.sample_path(np.full(40000, u), rng)
         x, w = x.numpy(), w.numpy()
         assert abs(w.mean() - (0.5 + 0.5 * (1 - u) ** 2)) < 0.02, (u, w.mean())
         in_d = x[:, 1] > 4  # dying cells stay where they are

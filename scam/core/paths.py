@@ -71,19 +71,23 @@ class SegmentPlan:
             return idx // n1, idx % n1, zeros, zeros
         return self.src[idx], self.tgt[idx], self.log_ra[idx], self.log_rb[idx]
 
-    def profile(self, idx: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where entries ``idx`` sit at fraction ``tau`` (0: source cell, 1: target cell) and their mass factor.
+    def profile(self, idx: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Where entries ``idx`` sit at fraction ``tau`` (0: source cell, 1: target cell), their mass
+        factor, and the derivatives of both in ``tau``.
 
         Transported pairs move linearly and keep their mass; a destroyed cell stays where it is with
         mass ``(1 - tau)^2`` and a created one appears where it is with mass ``tau^2``: the
         Fisher-Rao (Hellinger) geodesic, whose growth rate ``-2 / (1 - tau)`` has a finite action.
         """
         if self.kind is None:
-            return tau, np.ones(len(idx))
+            ones = np.ones(len(idx))
+            return tau, ones, ones, np.zeros(len(idx))
         kind = self.kind[idx]
         pos = np.where(kind == 0, tau, np.where(kind == 1, 0.0, 1.0))
         mass = np.where(kind == 0, 1.0, np.where(kind == 1, (1 - tau) ** 2, tau**2))
-        return pos, mass
+        dpos = (kind == 0).astype(np.float64)
+        dmass = np.where(kind == 0, 0.0, np.where(kind == 1, -2 * (1 - tau), 2 * tau))
+        return pos, mass, dpos, dmass
 
     @property
     def n_pairs(self) -> int:
@@ -362,12 +366,16 @@ class SnapshotPath:
         return self
 
     def sample_path(self, u: np.ndarray, rng: np.random.Generator):
-        """Points of the path at internal times ``u`` and their mass estimators ``w``."""
+        """Points of the path at internal times ``u``, their mass estimators ``w``, and along each
+        sampled pair the velocity ``dx/du`` and the mass derivative ``dw/du`` (sigma = 0: the
+        noise of a Brownian bridge has no pathwise velocity, and the derivatives are None)."""
         torch = self._torch
         k = np.clip(np.searchsorted(self.times, u, side="right") - 1, 0, len(self.plans) - 1)
         device = self.xs[0].device
         x = torch.empty(len(u), self.xs[0].shape[1], device=device)
+        v = torch.empty_like(x)
         w = np.empty(len(u))
+        w_dot = np.empty(len(u))
         for seg in np.unique(k):
             sel = np.nonzero(k == seg)[0]
             plan = self.plans[seg]
@@ -375,7 +383,7 @@ class SnapshotPath:
             tau = (u[sel] - self.times[seg]) / du
             idx = plan.sample(len(sel), rng)
             i, j, lra, lrb = plan.pairs(idx)
-            pos, factor = plan.profile(idx, tau)
+            pos, factor, dpos, dfactor = plan.profile(idx, tau)
             tau_t = torch.as_tensor(pos, dtype=torch.float32, device=device)[:, None]
             x0 = self.xs[seg][torch.as_tensor(i, device=device)]
             x1 = self.xs[seg + 1][torch.as_tensor(j, device=device)]
@@ -383,9 +391,17 @@ class SnapshotPath:
             if self.sigma > 0:
                 noise = torch.as_tensor(rng.standard_normal(xt.shape), dtype=torch.float32, device=device)
                 xt = xt + self.sigma * torch.sqrt(tau_t * (1 - tau_t) * du) * noise
-            x[torch.as_tensor(sel, device=device)] = xt
-            w[sel] = plan.total_mass * factor * np.exp((1 - tau) * lra + tau * lrb)
-        return x, torch.as_tensor(w, dtype=torch.float32, device=device)
+            sel_t = torch.as_tensor(sel, device=device)
+            x[sel_t] = xt
+            dpos_t = torch.as_tensor(dpos / du, dtype=torch.float32, device=device)[:, None]
+            v[sel_t] = dpos_t * (x1 - x0)
+            growth = np.exp((1 - tau) * lra + tau * lrb)
+            w[sel] = plan.total_mass * factor * growth
+            w_dot[sel] = plan.total_mass * (dfactor + factor * (lrb - lra)) * growth / du
+        as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
+        if self.sigma > 0:
+            return x, as_t(w), None, None
+        return x, as_t(w), v, as_t(w_dot)
 
     def sample(self, batch_size: int, rng: np.random.Generator):
         """A :class:`~scam.core.losses.PathBatch` with stratified (low-discrepancy) times."""
@@ -393,7 +409,7 @@ class SnapshotPath:
 
         torch = self._torch
         u = (rng.random() + np.arange(batch_size)) / batch_size
-        x, w = self.sample_path(u, rng)
+        x, w, v, w_dot = self.sample_path(u, rng)
         device = x.device
         first, last = self.xs[0], self.xs[-1]
         i0 = torch.as_tensor(rng.integers(0, len(first), batch_size), device=device)
@@ -406,4 +422,6 @@ class SnapshotPath:
             x_end=last[i1],
             mass_start=float(self.masses[0]),
             mass_end=float(self.masses[-1]),
+            v=v,
+            w_dot=w_dot,
         )

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from ._utils import logger, make_rng, resolve_device, torch_generator
-from .losses import action_matching_loss
+from .losses import ESTIMATORS, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
 from .paths import COUPLINGS, SnapshotPath
@@ -69,6 +69,10 @@ class TrainConfig:
         Largest ``n_k * n_{k+1}`` solved exactly; larger pairs use chunked (minibatch) OT.
     n_probes
         Hutchinson probes for the Laplacian (entropic AM).
+    estimator
+        Estimator of the Action Matching loss (:func:`~scam.core.losses.action_matching_loss`):
+        ``"auto"`` = ``"pathwise"`` (integrated by parts along the path's pairs: no boundary terms,
+        lower variance) for deterministic paths, ``"boundary"`` (the paper's form) when ``sigma > 0``.
     """
 
     n_steps: int = 4000
@@ -88,6 +92,7 @@ class TrainConfig:
     uot_threshold: float = 3.0
     max_plan_size: int = 6_500_000
     n_probes: int = 1
+    estimator: str = "auto"
 
     def __post_init__(self):
         for name in ("n_steps", "batch_size", "eval_every", "patience", "n_probes", "max_plan_size"):
@@ -101,6 +106,15 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}.")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}.")
+        if self.estimator != "auto" and self.estimator not in ESTIMATORS:
+            raise ValueError(
+                f"Unknown estimator {self.estimator!r}; choose 'auto' or one of {ESTIMATORS}."
+            )
+        if self.estimator == "pathwise" and self.sigma > 0:
+            raise ValueError(
+                "estimator='pathwise' needs a deterministic path (sigma = 0); use 'boundary' or 'auto' "
+                "for entropic AM."
+            )
         if self.coupling != "auto" and self.coupling not in COUPLINGS:
             raise ValueError(
                 f"Unknown coupling {self.coupling!r}; choose 'auto' or one of {COUPLINGS}."
@@ -121,6 +135,12 @@ class TrainConfig:
         if self.sigma > 0:
             return "sinkhorn"
         return "uot" if self.growth_weight > 0 and equal_masses and not prior else "ot"
+
+    def resolved_estimator(self) -> str:
+        """The loss estimator ``"auto"`` stands for."""
+        if self.estimator != "auto":
+            return self.estimator
+        return "boundary" if self.sigma > 0 else "pathwise"
 
 
 def validate_snapshots(xs, times, masses=None):
@@ -285,7 +305,10 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: _lr_factor(step, config.warmup, config.n_steps)
     )
-    loss_kw = dict(sigma=sigma_u, growth_weight=config.growth_weight, n_probes=config.n_probes)
+    loss_kw = dict(
+        sigma=sigma_u, growth_weight=config.growth_weight, n_probes=config.n_probes,
+        estimator=config.resolved_estimator(),
+    )
 
     val_rng = np.random.default_rng(rng.integers(0, 2**62))
     val_batch = path.sample(4 * config.batch_size, val_rng)
