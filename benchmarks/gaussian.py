@@ -13,7 +13,9 @@ separately at the end points t = 0 and 1. The error is the pooled relative L2 er
 
 Rows, all measured in the same run on the same snapshots:
 
-- ``full``: the full training budget (``--steps``, batch 512, hidden 128, one time frequency, no early stop);
+- ``full``: the full training budget (``--steps``, batch 512, hidden 128, one time frequency, no early stop),
+  with the default (``"pathwise"``) loss estimator;
+- ``full, boundary est.``: the same with the paper's estimator (boundary terms, ``estimator="boundary"``);
 - ``full, 4 time freqs``: the same with the former default time embedding (4 Fourier frequencies);
 - ``test budget``: the configuration of ``tests/test_engine.py`` (hidden 64, 1500 steps, engine defaults);
 - ``independent coupling``: the full configuration with the independent (product) coupling;
@@ -93,6 +95,8 @@ def main(argv=None) -> int:
     full_net = PotentialConfig(dim=args.dim, hidden=args.hidden, n_frequencies=args.freqs)
     models = {
         "full": (full_net, full_cfg),
+        "full, boundary est.": (full_net, TrainConfig(n_steps=args.steps, batch_size=512, patience=10**6,
+                                                     estimator="boundary")),
         "full, 4 time freqs": (PotentialConfig(dim=args.dim, hidden=args.hidden, n_frequencies=4), full_cfg),
         "test budget": (PotentialConfig(dim=args.dim, hidden=64), TrainConfig(n_steps=1500)),
         "independent coupling": (full_net, TrainConfig(n_steps=args.steps, batch_size=512, patience=10**6,
