@@ -122,8 +122,8 @@ def action_matching(
     network
         Architecture options (:class:`~scam.core.PotentialConfig` fields, e.g. ``{"hidden": 128}``).
     config
-        Training options (:class:`~scam.core.TrainConfig` fields, e.g. ``{"n_steps": 2000}``);
-        ``sigma`` and ``growth_weight`` are passed above, not here.
+        Training options (:class:`~scam.core.TrainConfig` fields, e.g. ``{"n_steps": 4000}`` for
+        many-dimensional embeddings); ``sigma`` and ``growth_weight`` are passed above, not here.
     rng
         Seed or numpy Generator; the only source of randomness.
     device
