@@ -47,6 +47,10 @@ CONFIGS = {
     "unbalanced_coupling": {"growth": "learn", "config": {"coupling": "unbalanced"}},
     "wide": {"network": {"hidden": 256}},
     "long": {"config": {"n_steps": 8000, "patience": 20}},
+    # the loss estimator: "auto" (the default) is "pathwise" for deterministic paths
+    "boundary": {"config": {"estimator": "boundary"}},  # the paper's form, same steps
+    "boundary4000": {"config": {"estimator": "boundary", "n_steps": 4000}},  # the default before pathwise
+    "pathwise4000": {"config": {"n_steps": 4000}},
 }
 
 
