@@ -373,9 +373,10 @@ class SnapshotPath:
         k = np.clip(np.searchsorted(self.times, u, side="right") - 1, 0, len(self.plans) - 1)
         device = self.xs[0].device
         x = torch.empty(len(u), self.xs[0].shape[1], device=device)
-        v = torch.empty_like(x)
+        deterministic = self.sigma == 0  # only then do pairs have a velocity and mass derivative
+        v = torch.empty_like(x) if deterministic else None
         w = np.empty(len(u))
-        w_dot = np.empty(len(u))
+        w_dot = np.empty(len(u)) if deterministic else None
         for seg in np.unique(k):
             sel = np.nonzero(k == seg)[0]
             plan = self.plans[seg]
@@ -393,15 +394,14 @@ class SnapshotPath:
                 xt = xt + self.sigma * torch.sqrt(tau_t * (1 - tau_t) * du) * noise
             sel_t = torch.as_tensor(sel, device=device)
             x[sel_t] = xt
-            dpos_t = torch.as_tensor(dpos / du, dtype=torch.float32, device=device)[:, None]
-            v[sel_t] = dpos_t * (x1 - x0)
             growth = np.exp((1 - tau) * lra + tau * lrb)
             w[sel] = plan.total_mass * factor * growth
-            w_dot[sel] = plan.total_mass * (dfactor + factor * (lrb - lra)) * growth / du
+            if deterministic:
+                dpos_t = torch.as_tensor(dpos / du, dtype=torch.float32, device=device)[:, None]
+                v[sel_t] = dpos_t * (x1 - x0)
+                w_dot[sel] = plan.total_mass * (dfactor + factor * (lrb - lra)) * growth / du
         as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
-        if self.sigma > 0:
-            return x, as_t(w), None, None
-        return x, as_t(w), v, as_t(w_dot)
+        return x, as_t(w), v, (as_t(w_dot) if deterministic else None)
 
     def sample(self, batch_size: int, rng: np.random.Generator):
         """A :class:`~scam.core.losses.PathBatch` with stratified (low-discrepancy) times."""
