@@ -10,6 +10,19 @@ balanced AM for ``sigma = lambda = 0`` (and all masses 1), entropic AM with ``si
 Laplacian is estimated with Hutchinson's trick, Rademacher probes), unbalanced AM with ``lambda > 0``
 (growth rate ``g = lambda s``). Its minimiser is the potential whose gradient (and, unbalanced, whose
 value) generates the path: ``d q/du = -div(q grad s) + sigma^2/2 lap q + lambda s q``.
+
+One potential for both motion and growth (the paper's unbalanced AM) cannot represent cells that move
+without growing: ``g = lambda s`` vanishes only where ``s`` does, and then so does ``grad s``. scam's
+default therefore learns a separate growth field ``h(t, x)`` (``growth_net``). The path is built from
+pairs whose position ``x_t`` and mass ``w(t)`` are known, so the change of the path splits into
+transport (``x_dot``) and growth (``w_dot``), and each field has its own objective:
+
+    L_v(s) = int E[ w (1/2 |grad s|^2 - grad s . x_dot) ] du          (pathwise form), or
+           = M_0 E_0[s_0] - M_K E_K[s_1] + int E[ w (1/2 |grad s|^2 + ds/du + sigma^2/2 lap s) + w_dot s ] du,
+    L_g(h) = int E[ w h^2 / 2 - w_dot h ] du,
+
+minimised by the path's velocity (projected on gradients) and by its growth rate
+``h = E[w_dot | x] / E[w | x]``: zero wherever the path's mass does not change.
 """
 
 from __future__ import annotations
@@ -35,8 +48,9 @@ class PathBatch:
     mass_start, mass_end
         Masses ``M_0`` and ``M_K``.
     v, w_dot
-        Velocity ``dx/dt`` ``(B, d)`` and mass derivative ``dw/dt`` ``(B,)`` along each sampled pair
-        (needed by the ``"pathwise"`` estimator only; None for noisy paths).
+        Velocity ``dx/dt`` ``(B, d)`` (None for noisy paths) and mass derivative ``dw/dt`` ``(B,)``
+        along each sampled pair (needed by the ``"pathwise"`` estimator and by a separate growth
+        network).
     """
 
     t: torch.Tensor
@@ -80,6 +94,7 @@ def action_matching_loss(
     estimator: str = "boundary",
     n_probes: int = 1,
     generator: torch.Generator | None = None,
+    growth_net: nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Action Matching loss (balanced, entropic and/or unbalanced) on one minibatch.
 
@@ -107,13 +122,18 @@ def action_matching_loss(
     sigma
         Diffusion coefficient in internal units; ``> 0`` adds ``sigma^2/2 lap s`` (entropic AM).
     growth_weight
-        ``lambda``: ``> 0`` adds ``lambda/2 s^2`` (unbalanced AM, growth rate ``lambda s``).
+        Without ``growth_net``: ``lambda``, ``> 0`` adds ``lambda/2 s^2`` (the paper's unbalanced AM,
+        growth rate ``lambda s``). With ``growth_net``: the weight of ``L_g`` in the sum (it does not
+        change either minimiser).
     estimator
         ``"boundary"`` or ``"pathwise"`` (see above).
     n_probes
         Number of Rademacher probes of the Hutchinson estimator.
     generator
         Torch generator (CPU) for the probes.
+    growth_net
+        Separate growth field ``h(t, x)`` (internal units, same signature as ``net``); the loss is then
+        ``L_v(s) + growth_weight L_g(h)`` (module docstring). Needs ``batch.w_dot``.
 
     Returns
     -------
@@ -121,10 +141,24 @@ def action_matching_loss(
         Scalar tensor (differentiable in the network's parameters).
     parts
         Values of the boundary and integral terms, for logging (boundary terms are 0 for
-        ``"pathwise"``).
+        ``"pathwise"``), and ``growth`` (``L_g``, 0 without ``growth_net``).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"Unknown estimator {estimator!r}; choose one of {ESTIMATORS}.")
+    if growth_net is not None:
+        if batch.w_dot is None:
+            raise ValueError("A separate growth network needs the path's mass derivatives (`batch.w_dot`).")
+        h = growth_net(batch.t, batch.x.detach())
+        growth = (batch.w * 0.5 * h**2 - batch.w_dot * h).mean()
+        loss, parts = _velocity_loss(net, batch, sigma, 0.0, estimator, n_probes, generator, separate=True)
+        total = loss + growth_weight * growth
+        return total, {**parts, "growth": float(growth.detach())}
+    loss, parts = _velocity_loss(net, batch, sigma, growth_weight, estimator, n_probes, generator, separate=False)
+    return loss, {**parts, "growth": 0.0}
+
+
+def _velocity_loss(net, batch, sigma, growth_weight, estimator, n_probes, generator, *, separate: bool):
+    """The potential's objective: the paper's (``separate=False``, growth ``lambda s``) or ``L_v``."""
     if estimator == "pathwise":
         if sigma > 0 or batch.v is None or batch.w_dot is None:
             raise ValueError(
@@ -137,7 +171,9 @@ def action_matching_loss(
         integrand = 0.5 * (gx**2).sum(dim=1) - (gx * batch.v).sum(dim=1)
         if growth_weight > 0:
             integrand = integrand + 0.5 * growth_weight * s**2
-        integral = (batch.w * integrand - batch.w_dot * s).mean()
+        integral = (batch.w * integrand).mean()
+        if not separate:  # the path's mass change is the potential's job: g = lambda s
+            integral = integral - (batch.w_dot * s).mean()
         return integral, {"start": 0.0, "end": 0.0, "integral": float(integral.detach())}
     s, gx, gt, x = potential_derivatives(net, batch.t, batch.x, create_graph=True)
     integrand = 0.5 * (gx**2).sum(dim=1) + gt
@@ -147,6 +183,8 @@ def action_matching_loss(
     if growth_weight > 0:
         integrand = integrand + 0.5 * growth_weight * s**2
     integral = (batch.w * integrand).mean()
+    if separate:  # the growth network takes the mass change: int E[w_dot s] cancels its share
+        integral = integral + (batch.w_dot * s).mean()
     t0 = torch.zeros(batch.x_start.shape[0], device=x.device, dtype=x.dtype)
     t1 = torch.ones(batch.x_end.shape[0], device=x.device, dtype=x.dtype)
     start = batch.mass_start * net(t0, batch.x_start).mean()

@@ -13,11 +13,16 @@ from torchdiffeq import odeint
 from ._utils import make_rng, torch_generator
 from .network import PotentialConfig, PotentialNet
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional separate growth network; version 1 files load as before
+_READABLE_VERSIONS = (1, 2)
 
 
 class ActionModel:
-    """Learned dynamics ``dx = grad phi(t, x) dt + sigma dW`` with growth ``g = lambda phi``.
+    """Learned dynamics ``dx = grad phi(t, x) dt + sigma dW`` with growth rate ``g(t, x)``.
+
+    The growth rate is a separate network ``h(t, x)`` (scam's default for unbalanced fits), or
+    ``g = lambda phi`` (the paper's unbalanced AM, ``growth_net=None`` and ``growth_weight > 0``), or
+    zero (balanced).
 
     The network works in internal units: ``z = (x - shift) / scale`` and
     ``u = (t - t_min) / (t_max - t_min)``. All public methods take and return data units
@@ -32,7 +37,12 @@ class ActionModel:
     t_min, t_max
         First and last observed time (data units).
     growth_weight
-        ``lambda`` in internal units; 0 for balanced (mass-conserving) models.
+        ``lambda`` in internal units of the paper's unbalanced AM (``g = lambda phi``); ignored when
+        ``growth_net`` is given.
+    growth_net
+        Separate growth-rate network ``h(t, x)`` (internal units), or None.
+    info
+        What the engine decided (coupling, estimator, growth evidence per gap), JSON-serialisable.
     sigma
         Diffusion coefficient in data units (0: deterministic dynamics).
     history
@@ -50,8 +60,12 @@ class ActionModel:
         growth_weight: float = 0.0,
         sigma: float = 0.0,
         history: dict[str, np.ndarray] | None = None,
+        growth_net: PotentialNet | None = None,
+        info: dict | None = None,
     ):
         self.net = net.eval()
+        self.growth_net = None if growth_net is None else growth_net.eval()
+        self.info = dict(info or {})
         self.shift = np.asarray(shift, dtype=np.float64)
         self.scale = float(scale)
         self.t_min = float(t_min)
@@ -59,8 +73,13 @@ class ActionModel:
         self.growth_weight = float(growth_weight)
         self.sigma = float(sigma)
         self.history = history or {}
-        for p in self.net.parameters():
+        for p in self._parameters():
             p.requires_grad_(False)
+
+    def _parameters(self):
+        yield from self.net.parameters()
+        if self.growth_net is not None:
+            yield from self.growth_net.parameters()
 
     # ------------------------------------------------------------------ units
     @property
@@ -74,8 +93,8 @@ class ActionModel:
 
     @property
     def unbalanced(self) -> bool:
-        """Whether the model creates/destroys mass (``growth_weight > 0``)."""
-        return self.growth_weight > 0
+        """Whether the model creates/destroys mass (a growth network, or ``growth_weight > 0``)."""
+        return self.growth_net is not None or self.growth_weight > 0
 
     @property
     def device(self) -> torch.device:
@@ -86,8 +105,10 @@ class ActionModel:
         return self.sigma * np.sqrt(self.duration) / self.scale
 
     def to(self, device: str | torch.device) -> "ActionModel":
-        """Move the network to ``device`` (returns self)."""
+        """Move the networks to ``device`` (returns self)."""
         self.net.to(device)
+        if self.growth_net is not None:
+            self.growth_net.to(device)
         return self
 
     def _z(self, x) -> torch.Tensor:
@@ -171,8 +192,17 @@ class ActionModel:
             return np.zeros(len(np.asarray(x)))
         z = self._z(x)
         with torch.no_grad():
-            s = self.net(self._u(t, len(z)), z)
-        return s.cpu().numpy().astype(np.float64) * self.growth_weight / self.duration
+            g = self._growth(self._u(t, len(z)), z)
+        return g.cpu().numpy().astype(np.float64) / self.duration
+
+    def _growth(self, u: torch.Tensor, z: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
+        """Growth rate per internal time unit (``s``: the potential at ``(u, z)``, if known)."""
+        if self.growth_net is not None:
+            with torch.no_grad():
+                return self.growth_net(u, z)
+        if self.growth_weight > 0:
+            return self.growth_weight * (self.net(u, z) if s is None else s)
+        return torch.zeros(len(z), device=z.device, dtype=z.dtype)
 
     # ------------------------------------------------------------ simulation
     def trajectory(
@@ -250,12 +280,12 @@ class ActionModel:
         return z * self.scale + self.shift, logw
 
     def _ode(self, z0, u, rtol, atol):
-        lam = self.growth_weight
         d = z0.shape[1]
 
         def func(t, state):
-            s, g = self._s_grad(t.expand(state.shape[0]), state[:, :d])
-            return torch.cat([g, (lam * s)[:, None]], dim=1)
+            tt = t.expand(state.shape[0])
+            s, g = self._s_grad(tt, state[:, :d])
+            return torch.cat([g, self._growth(tt, state[:, :d], s)[:, None]], dim=1)
 
         y0 = torch.cat([z0, torch.zeros(len(z0), 1, device=z0.device)], dim=1)
         if torch.all(u == u[0]):
@@ -266,7 +296,7 @@ class ActionModel:
         return ys[..., :d], ys[..., d]
 
     def _euler_maruyama(self, z0, u, n_steps, gen):
-        lam, sig = self.growth_weight, self.sigma_internal
+        sig = self.sigma_internal
         span = float(abs(u[-1] - u[0]))
         zs, lws = [z0], [torch.zeros(len(z0), device=z0.device)]
         z, lw = z0, lws[0]
@@ -277,7 +307,7 @@ class ActionModel:
                 dt = float(t1 - t0)
                 s, g = self._s_grad(t0.expand(len(z)), z)
                 noise = torch.randn(z.shape, generator=gen).to(z)
-                lw = lw + lam * s * dt
+                lw = lw + self._growth(t0.expand(len(z)), z, s) * dt
                 z = z + g * dt + sig * np.sqrt(abs(dt)) * noise
             zs.append(z)
             lws.append(lw)
@@ -335,13 +365,18 @@ class ActionModel:
             "t_min": self.t_min,
             "t_max": self.t_max,
             "growth_weight": self.growth_weight,
+            "growth_network": None if self.growth_net is None else self.growth_net.config.to_dict(),
             "sigma": self.sigma,
+            "info": self.info,
         }
 
     def to_dict(self) -> dict:
-        """``{"config": json string, "weights": {name: array}}``: plain data (fits in ``AnnData.uns``)."""
-        state = {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
-        return {"config": json.dumps(self.metadata()), "weights": state}
+        """``{"config": json string, "weights": {name: array}}``: plain data (fits in ``AnnData.uns``),
+        plus ``"growth_weights"`` when the model has a growth network."""
+        out = {"config": json.dumps(self.metadata()), "weights": _state(self.net)}
+        if self.growth_net is not None:
+            out["growth_weights"] = _state(self.growth_net)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, *, device: str | torch.device = "cpu") -> "ActionModel":
@@ -360,14 +395,16 @@ class ActionModel:
         """
         meta = data["config"]
         meta = json.loads(meta if isinstance(meta, str) else str(meta))
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in _READABLE_VERSIONS:
             raise ValueError(f"Unsupported model format {meta.get('format_version')!r}.")
-        net = PotentialNet(PotentialConfig(**meta["network"]))
-        state = {k: torch.as_tensor(np.asarray(v)) for k, v in data["weights"].items()}
-        net.load_state_dict(state)
-        net.to(device)
+        net = _network(meta["network"], data["weights"], device)
+        growth_net = None
+        if meta.get("growth_network") is not None:
+            growth_net = _network(meta["growth_network"], data["growth_weights"], device)
         return cls(
             net,
+            growth_net=growth_net,
+            info=meta.get("info"),
             shift=np.asarray(meta["shift"]),
             scale=meta["scale"],
             t_min=meta["t_min"],
@@ -385,7 +422,7 @@ class ActionModel:
             Destination file.
         """
         d = self.to_dict()
-        arrays = {f"weights/{k}": v for k, v in d["weights"].items()}
+        arrays = {f"{group}/{k}": v for group in ("weights", "growth_weights") for k, v in d.get(group, {}).items()}
         np.savez(path, config=np.array(d["config"]), **arrays)
 
     @classmethod
@@ -404,12 +441,28 @@ class ActionModel:
         ActionModel
         """
         with np.load(path, allow_pickle=False) as f:
-            config = str(f["config"])
-            weights = {k[len("weights/") :]: f[k] for k in f.files if k.startswith("weights/")}
-        return cls.from_dict({"config": config, "weights": weights}, device=device)
+            data = {"config": str(f["config"])}
+            for group in ("weights", "growth_weights"):
+                prefix = f"{group}/"
+                data[group] = {k[len(prefix) :]: f[k] for k in f.files if k.startswith(prefix)}
+        return cls.from_dict(data, device=device)
 
     def __repr__(self) -> str:
-        kind = "unbalanced" if self.unbalanced else "balanced"
+        kind = "balanced"
+        if self.growth_net is not None:
+            kind = "unbalanced (growth network)"
+        elif self.growth_weight > 0:
+            kind = f"unbalanced (g = {self.growth_weight:g} s)"
         if self.sigma > 0:
             kind += f", entropic (sigma={self.sigma:g})"
         return f"ActionModel(dim={self.dim}, t=[{self.t_min:g}, {self.t_max:g}], {kind})"
+
+
+def _state(net: PotentialNet) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+
+
+def _network(config: dict, weights: dict, device) -> PotentialNet:
+    net = PotentialNet(PotentialConfig(**config))
+    net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in weights.items()})
+    return net.to(device)

@@ -35,8 +35,9 @@ import numpy as np
 import ot
 
 from ._utils import logger
+from .growth import GapGrowth, growth_evidence, growth_factors, tv_unbalanced
 
-COUPLINGS = ("ot", "uot", "sinkhorn", "unbalanced", "independent")
+COUPLINGS = ("weighted", "ot", "uot", "sinkhorn", "unbalanced", "independent")
 
 # Entries of dense (Sinkhorn) plans below this fraction of the largest entry are dropped.
 _PRUNE = 1e-7
@@ -117,41 +118,6 @@ def _dense_plan(cost, a, b, coupling, reg, reg_m):
     raise ValueError(f"Unknown coupling {coupling!r}; choose one of {COUPLINGS}.")
 
 
-def _tv_unbalanced(a, b, cost, threshold):
-    """Exact unbalanced OT with a total-variation marginal penalty, as one linear program.
-
-    Minimises ``<C, P> + threshold / 2 (|a - P 1|_1 + |b - P^T 1|_1)``: moving mass further than
-    ``sqrt(threshold)`` costs more than destroying it at the source and creating it at the target.
-    Returns the ``(n0 + 1, n1 + 1)`` plan: the last column is the mass destroyed at each source
-    cell, the last row the mass created at each target cell.
-
-    Equal total masses: balanced EMD on the truncated cost ``min(C, threshold)``, whose entries above
-    the threshold are read as destroyed at ``i`` and created at ``j`` (same optimal value: routing a
-    unit through the two dummies costs ``threshold``; about 2.5x faster than the augmented problem
-    at 2500 cells). Otherwise EMD with one dummy cell on each side (cost ``threshold / 2`` to every
-    real cell).
-    """
-    n0, n1 = cost.shape
-    n_iter = max(1_000_000, 50 * (n0 + 1) * (n1 + 1))
-    if np.isclose(a.sum(), b.sum(), rtol=1e-12, atol=0):
-        plan = ot.emd(a, b * (a.sum() / b.sum()), np.minimum(cost, threshold), numItermax=n_iter)
-        far = cost > threshold
-        moved = np.where(far, 0.0, plan)
-        gone = np.where(far, plan, 0.0)
-        aug = np.zeros((n0 + 1, n1 + 1))
-        aug[:n0, :n1] = moved
-        aug[:n0, n1] = gone.sum(axis=1)
-        aug[n0, :n1] = gone.sum(axis=0)
-        aug[n0, n1] = moved.sum()  # dummy to dummy: balances the dummy row and column
-        return aug
-    aug = np.zeros((n0 + 1, n1 + 1))
-    aug[:n0, :n1] = cost
-    aug[:n0, n1] = aug[n0, :n1] = threshold / 2
-    a_aug = np.append(a, b.sum())
-    b_aug = np.append(b, a.sum())
-    return ot.emd(a_aug, b_aug, aug, numItermax=n_iter)
-
-
 def _growth_weights(log_growth: np.ndarray, du: float) -> np.ndarray:
     lw = np.asarray(log_growth, dtype=np.float64) * du
     w = np.exp(lw - lw.max())
@@ -174,6 +140,8 @@ def build_plan(
     max_plan_size: int = 6_500_000,
     source_weights: np.ndarray | None = None,
     uot_threshold: float = 3.0,
+    growth: GapGrowth | None = None,
+    growth_pooling: str = "lineage",
     rng: np.random.Generator,
 ) -> SegmentPlan:
     """Transport plan between two snapshots.
@@ -185,7 +153,9 @@ def build_plan(
     mass0, mass1
         Total masses of the two snapshots (1 and 1 for balanced paths).
     coupling
-        ``"ot"`` (exact EMD), ``"uot"`` (exact unbalanced OT with a total-variation marginal penalty:
+        ``"weighted"`` (exact EMD between source cells weighted by the growth the data show and the
+        target cells: :mod:`scam.core.growth`; pure transport when they show none), ``"ot"`` (exact
+        EMD), ``"uot"`` (exact unbalanced OT with a total-variation marginal penalty:
         see ``uot_threshold``), ``"sinkhorn"`` (entropic OT with regularisation ``reg``),
         ``"unbalanced"`` (entropic unbalanced OT, KL marginal penalty ``reg_m``) or ``"independent"``.
     reg
@@ -202,6 +172,11 @@ def build_plan(
         ``"uot"`` only: mass whose squared displacement would exceed ``uot_threshold`` times the
         mean squared displacement of the balanced OT plan (``W2^2``) is destroyed at the source and
         created at the target instead of being transported. Large values give the balanced plan.
+    growth
+        ``"weighted"`` only: the gap's growth evidence (:func:`~scam.core.growth.growth_evidence`);
+        default: none beyond what unequal total masses force.
+    growth_pooling
+        ``"weighted"`` only: how growth factors are shared (:func:`~scam.core.growth.growth_factors`).
     rng
         Random generator (chunking).
 
@@ -217,10 +192,10 @@ def build_plan(
         raise ValueError(f"Unknown coupling {coupling!r}; choose one of {COUPLINGS}.")
     n_chunks = max(1, math.ceil(math.sqrt(n0 * n1 / max_plan_size)))
     n_chunks = min(n_chunks, n0, n1)
-    if coupling == "uot" and source_weights is not None:
+    if coupling in ("uot", "weighted") and source_weights is not None:
         raise ValueError(
-            "A per-cell growth prior weights the balanced couplings; with coupling='uot' the unbalanced "
-            "plan itself decides which cells grow. Use coupling='auto' (or 'ot') with a prior."
+            f"A per-cell growth prior weights the balanced couplings; with coupling={coupling!r} the "
+            "data decide which cells grow. Use coupling='auto' (or 'ot') with a prior."
         )
     src_l, tgt_l, p_l, ra_l, rb_l, kind_l = [], [], [], [], [], []
     for c0, c1 in zip(_chunks(n0, n_chunks, rng), _chunks(n1, n_chunks, rng)):
@@ -229,10 +204,15 @@ def build_plan(
         cost = ot.dist(np.asarray(x0[c0], dtype=np.float64), np.asarray(x1[c1], dtype=np.float64))
         if coupling == "uot":
             w2sq = float(np.sum(_dense_plan(cost, a / mass0, b / mass1, "ot", reg, reg_m) * cost))
-            plan = _tv_unbalanced(a, b, cost, uot_threshold * w2sq)
-        elif coupling in ("ot", "sinkhorn"):
-            a_solve = a / mass0 if source_weights is None else source_weights[c0] / source_weights[c0].sum()
-            plan = _dense_plan(cost, a_solve, b / mass1, coupling, reg, reg_m)
+            plan = tv_unbalanced(a, b, cost, uot_threshold * w2sq)
+        elif coupling in ("ot", "sinkhorn", "weighted"):
+            if coupling == "weighted":
+                threshold = None if growth is None else growth.threshold
+                weights = growth_factors(x0[c0], x1[c1], mass0, mass1, cost, threshold, pooling=growth_pooling, rng=rng)
+            else:
+                weights = None if source_weights is None else source_weights[c0]
+            a_solve = a / mass0 if weights is None else weights / weights.sum()
+            plan = _dense_plan(cost, a_solve, b / mass1, "ot" if coupling == "weighted" else coupling, reg, reg_m)
         else:
             plan = _dense_plan(cost, a, b, coupling, reg, reg_m)
         if not np.all(np.isfinite(plan)) or plan.sum() <= 0:
@@ -249,7 +229,7 @@ def build_plan(
                 rb_l.append(np.zeros(len(src)))
                 kind_l.append(kind)
             continue
-        keep = plan > _PRUNE * plan.max() if coupling != "ot" else plan > 0
+        keep = plan > _PRUNE * plan.max() if coupling not in ("ot", "weighted") else plan > 0
         ii, jj = np.nonzero(keep)
         vals = plan[ii, jj]
         # endpoint factors from the (pruned) plan's own marginals: exact snapshots at both ends
@@ -295,6 +275,81 @@ def _uot_entries(plan: np.ndarray, c0: np.ndarray, c1: np.ndarray):
         yield src, tgt, mass, np.full(len(src), kind, dtype=np.int8)
 
 
+_INHERIT_ITERATIONS = 3  # fixed-point iterations when a gap inherits its targets' growth rates
+
+
+def cell_rates(plan: SegmentPlan, n_cells: int, du: float, side: str) -> np.ndarray:
+    """Mass-weighted mean growth rate (per unit of ``u``) of the pairs leaving (``side="source"``) or
+    reaching (``"target"``) each cell of a plan with geometric pair masses; 0 for cells in no pair."""
+    pi = np.diff(plan.cdf, prepend=0.0)
+    rate = (plan.log_rb - plan.log_ra) / du
+    if side == "source":
+        idx, w = plan.src, pi * np.exp(plan.log_ra)
+    else:
+        idx, w = plan.tgt, pi * np.exp(plan.log_rb)
+    num = np.bincount(idx, weights=w * rate, minlength=n_cells)
+    den = np.bincount(idx, weights=w, minlength=n_cells)
+    return np.divide(num, den, out=np.zeros(n_cells), where=den > 0)
+
+
+def _weighted_plans(xs, times, masses, max_plan_size, pooling, rng):
+    """Plans of the ``"weighted"`` coupling: growth where the data show it, inherited elsewhere.
+
+    1. Every gap is tested (:func:`~scam.core.growth.growth_evidence`); a gap with evidence gets its
+       own growth factors.
+    2. A gap without evidence between equal masses says nothing about growth, but its neighbours may:
+       it inherits the growth rates its target cells have in the next gap (a fixed point: source
+       cells are weighted by the mean ``exp(r_j du)`` of their targets, the plan re-solved), or else
+       the rates with which its source cells arrived from the previous gap. Growth is a property of
+       a lineage: a branch that dies after day 2 was dying just before it too.
+    3. A gap with no informative neighbour stays pure transport (with unequal masses: growth only
+       where the change of total mass forces it).
+    """
+    n_gaps = len(xs) - 1
+    du = np.diff(times)
+    evidence = []
+    for k in range(n_gaps):
+        gap = growth_evidence(xs[k], xs[k + 1], masses[k], masses[k + 1], rng=rng)
+        evidence.append(gap)
+        logger.info(
+            "scam: gap %d: mass destroyed beyond a pure-transport null: %.3f -> %s", k, gap.excess,
+            "growth" if gap.threshold is not None else "transport",
+        )
+
+    def plan(k, weights=None):
+        if weights is not None:
+            return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="ot",
+                              source_weights=weights, max_plan_size=max_plan_size, rng=rng)
+        return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="weighted",
+                          growth=evidence[k], growth_pooling=pooling, max_plan_size=max_plan_size, rng=rng)
+
+    plans = [plan(k) if evidence[k].threshold is not None else None for k in range(n_gaps)]
+
+    def informative(rates):
+        return np.ptp(rates) > 1e-6
+
+    for k in reversed(range(n_gaps - 1)):  # inherit backwards from the next gap
+        if plans[k] is None and plans[k + 1] is not None:
+            rates = cell_rates(plans[k + 1], len(xs[k + 1]), du[k + 1], "source")
+            if informative(rates):
+                factor = np.exp(rates * du[k])
+                weights = np.ones(len(xs[k]))
+                for _ in range(_INHERIT_ITERATIONS):
+                    plans[k] = plan(k, weights)
+                    pi = np.diff(plans[k].cdf, prepend=0.0)
+                    num = np.bincount(plans[k].src, weights=pi * factor[plans[k].tgt], minlength=len(xs[k]))
+                    den = np.bincount(plans[k].src, weights=pi, minlength=len(xs[k]))
+                    weights = np.maximum(np.divide(num, den, out=np.ones(len(xs[k])), where=den > 0), 1e-12)
+                plans[k] = plan(k, weights)
+    for k in range(1, n_gaps):  # or forwards from the previous one
+        if plans[k] is None and plans[k - 1] is not None:
+            rates = cell_rates(plans[k - 1], len(xs[k]), du[k - 1], "target")
+            if informative(rates):
+                plans[k] = plan(k, np.exp(rates * du[k]))
+    plans = [plan(k) if p is None else p for k, p in enumerate(plans)]
+    return plans, evidence
+
+
 class SnapshotPath:
     """A path through all snapshots: one plan per pair of consecutive time points.
 
@@ -314,7 +369,7 @@ class SnapshotPath:
     ot_reg, reg_m
         Entropic regularisation and marginal relaxation of Sinkhorn/unbalanced plans, as fractions of
         the mean squared distance between the two snapshots (``ot_reg`` is ignored when ``sigma > 0``).
-    max_plan_size, uot_threshold
+    max_plan_size, uot_threshold, growth_pooling
         See :func:`build_plan`.
     log_growth
         Optional per-cell prior log growth rates (per internal time unit), one array per snapshot;
@@ -336,6 +391,7 @@ class SnapshotPath:
         max_plan_size: int = 6_500_000,
         log_growth: list[np.ndarray] | None = None,
         uot_threshold: float = 3.0,
+        growth_pooling: str = "lineage",
         rng: np.random.Generator,
     ):
         import torch
@@ -344,7 +400,10 @@ class SnapshotPath:
         self.masses = np.asarray(masses, dtype=np.float64)
         self.sigma = float(sigma)
         self.plans: list[SegmentPlan] = []
-        for k in range(len(xs) - 1):
+        self.growth: list[GapGrowth] | None = None
+        if coupling == "weighted":
+            self.plans, self.growth = _weighted_plans(xs, self.times, self.masses, max_plan_size, growth_pooling, rng)
+        for k in range(len(xs) - 1 if coupling != "weighted" else 0):
             du = self.times[k + 1] - self.times[k]
             sub0 = xs[k][rng.choice(len(xs[k]), min(len(xs[k]), 500), replace=False)]
             sub1 = xs[k + 1][rng.choice(len(xs[k + 1]), min(len(xs[k + 1]), 500), replace=False)]
@@ -361,14 +420,24 @@ class SnapshotPath:
         self._torch = torch
         self.xs = [torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in xs]
 
+    @property
+    def changes_mass(self) -> bool:
+        """Whether any pair of the path gains or loses mass (False: pure transport, equal masses)."""
+        for plan in self.plans:
+            if plan.kind is not None and np.any(plan.kind != 0):
+                return True
+            if np.any(np.abs(plan.log_ra) > 1e-9) or np.any(np.abs(plan.log_rb) > 1e-9):
+                return True
+        return not np.allclose(self.masses, self.masses[0])
+
     def to(self, device) -> "SnapshotPath":
         self.xs = [x.to(device) for x in self.xs]
         return self
 
     def sample_path(self, u: np.ndarray, rng: np.random.Generator):
         """Points of the path at internal times ``u``, their mass estimators ``w``, and along each
-        sampled pair the velocity ``dx/du`` and the mass derivative ``dw/du`` (sigma = 0: the
-        noise of a Brownian bridge has no pathwise velocity, and the derivatives are None)."""
+        sampled pair the velocity ``dx/du`` (sigma = 0 only: the noise of a Brownian bridge has no
+        pathwise velocity; None otherwise) and the mass derivative ``dw/du``."""
         torch = self._torch
         k = np.clip(np.searchsorted(self.times, u, side="right") - 1, 0, len(self.plans) - 1)
         device = self.xs[0].device
@@ -376,7 +445,7 @@ class SnapshotPath:
         deterministic = self.sigma == 0  # only then do pairs have a velocity and mass derivative
         v = torch.empty_like(x) if deterministic else None
         w = np.empty(len(u))
-        w_dot = np.empty(len(u)) if deterministic else None
+        w_dot = np.empty(len(u))
         for seg in np.unique(k):
             sel = np.nonzero(k == seg)[0]
             plan = self.plans[seg]
@@ -396,12 +465,12 @@ class SnapshotPath:
             x[sel_t] = xt
             growth = np.exp((1 - tau) * lra + tau * lrb)
             w[sel] = plan.total_mass * factor * growth
+            w_dot[sel] = plan.total_mass * (dfactor + factor * (lrb - lra)) * growth / du
             if deterministic:
                 dpos_t = torch.as_tensor(dpos / du, dtype=torch.float32, device=device)[:, None]
                 v[sel_t] = dpos_t * (x1 - x0)
-                w_dot[sel] = plan.total_mass * (dfactor + factor * (lrb - lra)) * growth / du
         as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
-        return x, as_t(w), v, (as_t(w_dot) if deterministic else None)
+        return x, as_t(w), v, as_t(w_dot)
 
     def sample(self, batch_size: int, rng: np.random.Generator):
         """A :class:`~scam.core.losses.PathBatch` with stratified (low-discrepancy) times."""

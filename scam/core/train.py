@@ -14,7 +14,11 @@ from ._utils import logger, make_rng, resolve_device, torch_generator
 from .losses import ESTIMATORS, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
+from .growth import POOLINGS
 from .paths import COUPLINGS, SnapshotPath
+
+GROWTH_MODELS = ("separate", "potential")
+GROWTH_HIDDEN, GROWTH_LAYERS = 64, 2  # the growth network: smaller than the potential (a smooth rate)
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,14 @@ class TrainConfig:
         Every ``eval_every`` steps the EMA model is scored on a fixed validation batch; training
         stops after ``patience`` evaluations without improvement and the best weights are kept.
     coupling
-        ``"auto"``: exact unbalanced OT (``"uot"``) for unbalanced models with equal total masses
-        (growth relative to the average: composition changes by death and birth) and no per-cell
-        growth prior; otherwise exact OT (unequal masses: every pair grows at its own constant
-        rate); Sinkhorn with the Schrödinger-bridge regularisation when
+        ``"auto"``: for unbalanced models with a separate growth network (the default) and no per-cell
+        prior, ``"weighted"``: exact OT between source cells weighted by the growth the data show
+        (:mod:`scam.core.growth`: mass that an unbalanced plan destroys beyond what a pure-transport
+        null does; none: pure transport) and the target cells, each pair growing at a constant rate.
+        For the paper's single potential (``growth_model="potential"``), exact unbalanced OT
+        (``"uot"``) with equal total masses. With a per-cell growth prior, or unequal masses under
+        ``"potential"``, exact OT with the prior's weights / geometric pair masses.
+        Sinkhorn with the Schrödinger-bridge regularisation when
         ``sigma > 0`` (or exact OT when that regularisation is below 2% of the mean squared distance,
         where the two plans nearly agree and Sinkhorn would take minutes per pair).
         Or one of ``"ot"``, ``"uot"`` (exact OT with a total-variation marginal penalty: cells that
@@ -58,7 +66,20 @@ class TrainConfig:
     sigma
         Diffusion coefficient in data units; ``> 0`` trains entropic AM.
     growth_weight
-        ``lambda`` (internal units): ``> 0`` trains unbalanced AM with growth rate ``lambda s``.
+        ``> 0`` trains an unbalanced model. With ``growth_model="separate"``: the weight of the growth
+        network's objective (it does not change what either network converges to). With
+        ``"potential"``: ``lambda`` (internal units) of the paper's growth rate ``lambda s``.
+    growth_model
+        ``"separate"`` (default): velocity ``grad s`` and growth rate ``h`` are two networks, so cells
+        can move without growing; growth is read off the path's mass changes
+        (:mod:`scam.core.losses`). ``"potential"``: the paper's unbalanced AM, one potential for both
+        (``g = lambda s``): it turns motion into growth on pure transport (ground-truth table in
+        ``benchmarks/README.md``); kept as an option.
+    growth_pooling
+        ``"weighted"`` coupling: ``"lineage"`` (default) shares a growth factor among the states that
+        exchange mass, as a branch with one birth or death rate does; ``"state"`` lets a state that
+        finds no counterpart die alone (a transient state): better on held-out days whose composition
+        changes fast, wrong on lineages that shrink at one rate (:func:`scam.core.growth.growth_factors`).
     ot_reg, reg_m
         Entropic regularisation and marginal relaxation of Sinkhorn/unbalanced couplings, as fractions
         of the mean squared distance between consecutive snapshots.
@@ -96,6 +117,8 @@ class TrainConfig:
     max_plan_size: int = 6_500_000
     n_probes: int = 1
     estimator: str = "auto"
+    growth_model: str = "separate"
+    growth_pooling: str = "lineage"
 
     def __post_init__(self):
         for name in ("n_steps", "batch_size", "eval_every", "patience", "n_probes", "max_plan_size"):
@@ -118,6 +141,12 @@ class TrainConfig:
                 "estimator='pathwise' needs a deterministic path (sigma = 0); use 'boundary' or 'auto' "
                 "for entropic AM."
             )
+        if self.growth_model not in GROWTH_MODELS:
+            raise ValueError(
+                f"Unknown growth_model {self.growth_model!r}; choose one of {GROWTH_MODELS}."
+            )
+        if self.growth_pooling not in POOLINGS:
+            raise ValueError(f"Unknown growth_pooling {self.growth_pooling!r}; choose one of {POOLINGS}.")
         if self.coupling != "auto" and self.coupling not in COUPLINGS:
             raise ValueError(
                 f"Unknown coupling {self.coupling!r}; choose 'auto' or one of {COUPLINGS}."
@@ -137,7 +166,11 @@ class TrainConfig:
             return self.coupling
         if self.sigma > 0:
             return "sinkhorn"
-        return "uot" if self.growth_weight > 0 and equal_masses and not prior else "ot"
+        if self.growth_weight == 0 or prior:
+            return "ot"
+        if self.growth_model == "separate":
+            return "weighted"
+        return "uot" if equal_masses else "ot"
 
     def resolved_estimator(self) -> str:
         """The loss estimator ``"auto"`` stands for."""
@@ -268,7 +301,7 @@ def fit(
             "conserves mass); set TrainConfig(growth_weight=...) > 0 or drop `masses`."
         )
     coupling = config.resolved_coupling(prior=log_growth is not None, equal_masses=np.allclose(masses, masses[0]))
-    if coupling in ("uot", "unbalanced") and config.growth_weight == 0:
+    if coupling in ("uot", "unbalanced", "weighted") and config.growth_weight == 0:
         raise ValueError(
             f"coupling={config.coupling!r} creates and destroys mass but growth_weight is 0 (a balanced "
             "model conserves mass); set TrainConfig(growth_weight=...) > 0 or use coupling='ot'."
@@ -292,14 +325,28 @@ def fit(
     logger.info("scam: building %s couplings between %d time points", coupling, len(xs))
     path = SnapshotPath(
         zs, u, masses, coupling=coupling, sigma=sigma_u, ot_reg=config.ot_reg, reg_m=config.reg_m,
-        max_plan_size=config.max_plan_size, uot_threshold=config.uot_threshold, rng=rng,
+        max_plan_size=config.max_plan_size, uot_threshold=config.uot_threshold,
+        growth_pooling=config.growth_pooling, rng=rng,
         log_growth=None if log_growth is None else [g * duration for g in log_growth],
     ).to(dev)
+
+    separate = config.growth_weight > 0 and config.growth_model == "separate"
+    growth_cfg = None
+    if separate and path.changes_mass:
+        growth_cfg = PotentialConfig(
+            dim=dim, hidden=GROWTH_HIDDEN, n_layers=GROWTH_LAYERS, n_frequencies=network.n_frequencies,
+            activation=network.activation,
+        )
+    elif separate:
+        logger.info("scam: the data show no growth (pure transport between equal masses): growth rate 0")
 
     tgen = torch_generator(rng)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(rng.integers(0, 2**62)))
-        net = PotentialNet(network)
+        modules = {"potential": PotentialNet(network)}
+        if growth_cfg is not None:
+            modules["growth"] = PotentialNet(growth_cfg)
+    net = torch.nn.ModuleDict(modules)
     net.to(dev)
     ema = copy.deepcopy(net)
     for p in ema.parameters():
@@ -309,9 +356,15 @@ def fit(
         opt, lambda step: _lr_factor(step, config.warmup, config.n_steps)
     )
     loss_kw = dict(
-        sigma=sigma_u, growth_weight=config.growth_weight, n_probes=config.n_probes,
-        estimator=config.resolved_estimator(),
+        sigma=sigma_u, growth_weight=0.0 if separate and growth_cfg is None else config.growth_weight,
+        n_probes=config.n_probes, estimator=config.resolved_estimator(),
     )
+
+    def loss_fn(nets, batch, generator):
+        return action_matching_loss(
+            nets["potential"], batch, generator=generator, growth_net=nets["growth"] if "growth" in nets else None,
+            **loss_kw,
+        )
 
     val_rng = np.random.default_rng(rng.integers(0, 2**62))
     val_batch = path.sample(4 * config.batch_size, val_rng)
@@ -320,7 +373,7 @@ def fit(
 
     def evaluate() -> float:
         val_gen.set_state(val_state)
-        loss, _ = action_matching_loss(ema, val_batch, generator=val_gen, **loss_kw)
+        loss, _ = loss_fn(ema, val_batch, val_gen)
         return float(loss.detach())
 
     hist_step, hist_loss, hist_val = [], [], []
@@ -329,7 +382,7 @@ def fit(
     bar = tqdm(range(config.n_steps), disable=not progress, desc="action matching", leave=False)
     for step in bar:
         batch = path.sample(config.batch_size, rng)
-        loss, _ = action_matching_loss(net, batch, generator=tgen, **loss_kw)
+        loss, _ = loss_fn(net, batch, tgen)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"The loss became {float(loss)} at step {step}; lower the learning rate "
@@ -368,7 +421,15 @@ def fit(
         "loss": np.asarray(hist_loss),
         "val_loss": np.asarray(hist_val),
     }
+    info = {
+        "coupling": coupling,
+        "estimator": loss_kw["estimator"],
+        "growth": "none" if config.growth_weight == 0 else (
+            "potential" if not separate else ("network" if growth_cfg is not None else "none (no evidence)")),
+        "growth_evidence": None if path.growth is None else [g.to_dict() for g in path.growth],
+    }
     return ActionModel(
-        ema, shift=shift, scale=scale, t_min=t_min, t_max=t_max,
-        growth_weight=config.growth_weight, sigma=config.sigma, history=history,
+        ema["potential"], shift=shift, scale=scale, t_min=t_min, t_max=t_max,
+        growth_weight=0.0 if separate else config.growth_weight, sigma=config.sigma, history=history,
+        growth_net=ema["growth"] if growth_cfg is not None else None, info=info,
     )
