@@ -18,6 +18,7 @@ from ._synthetic import (
     branching_growth,
     gaussian_geodesic,
     gaussian_growth,
+    mixture_growth,
     ornstein_uhlenbeck,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "fetch",
     "gaussian_geodesic",
     "gaussian_growth",
+    "mixture_growth",
     "get_entry",
     "get_registry",
     "list_datasets",

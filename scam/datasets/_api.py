@@ -177,6 +177,7 @@ _SIMULATIONS = {
     "growth": _synthetic.gaussian_growth,
     "gaussian": _synthetic.gaussian_geodesic,
     "ou": _synthetic.ornstein_uhlenbeck,
+    "mixture_growth": _synthetic.mixture_growth,
 }
 
 
@@ -200,7 +201,8 @@ def simulate(kind: str = "branching", n_cells: int = 1000, *, rng=0, return_trut
         (:func:`~scam.datasets.branching_growth`); ``"growth"``: constant drift with a linear growth
         rate, Gaussian marginals (:func:`~scam.datasets.gaussian_growth`); ``"gaussian"``: the W2
         geodesic between two Gaussians (:func:`~scam.datasets.gaussian_geodesic`); ``"ou"``: an
-        Ornstein-Uhlenbeck process (:func:`~scam.datasets.ornstein_uhlenbeck`).
+        Ornstein-Uhlenbeck process (:func:`~scam.datasets.ornstein_uhlenbeck`); ``"mixture_growth"``:
+        a linear growth rate on a population of several states (:func:`~scam.datasets.mixture_growth`).
     n_cells
         Cells per snapshot.
     rng

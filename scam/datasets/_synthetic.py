@@ -6,6 +6,7 @@ velocity / growth fields and marginals, so a fitted model can be checked against
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,6 +36,10 @@ class SyntheticTimeCourse:
         ``marginal(t) -> (mean, cov)`` for Gaussian marginals, else ``None``.
     sigma
         Diffusion coefficient of the true process.
+    flow
+        ``flow(x, t) -> (n, d)``: the velocity of the deterministic flow with the same marginals (the
+        probability-flow ODE, ``drift - sigma^2/2 grad log p_t``): what a model without noise should
+        learn. Default: ``velocity`` (noise-free processes).
     """
 
     xs: list[np.ndarray]
@@ -45,6 +50,38 @@ class SyntheticTimeCourse:
     marginal: Callable | None = None
     sigma: float = 0.0
     info: dict = field(default_factory=dict)
+    flow: Callable | None = None
+
+    def __post_init__(self):
+        if self.flow is None:
+            if self.sigma > 0:
+                raise ValueError("A noisy time course needs its probability-flow velocity (`flow`).")
+            self.flow = self.velocity
+
+    def proportional_counts(self, rng=0) -> "SyntheticTimeCourse":
+        """The same time course with cell numbers proportional to the population size.
+
+        Snapshot ``k`` keeps ``n_k M_k / max(M)`` of its cells (drawn without replacement), as a real
+        experiment that sequences a fixed share of a growing population would; per-snapshot arrays of
+        ``info`` (``branch``, ``component``) are subsampled alike. ``growth='counts'`` is then valid.
+
+        Parameters
+        ----------
+        rng
+            Seed or Generator.
+
+        Returns
+        -------
+        SyntheticTimeCourse
+        """
+        gen = make_rng(rng)
+        share = np.asarray(self.masses, float) / np.max(self.masses)
+        keep = [np.sort(gen.choice(len(x), int(round(m * len(x))), replace=False)) for x, m in zip(self.xs, share)]
+        info = dict(self.info)
+        for name, value in self.info.items():
+            if isinstance(value, list) and len(value) == len(self.xs):
+                info[name] = [np.asarray(v)[k] for v, k in zip(value, keep)]
+        return dataclasses.replace(self, xs=[x[k] for x, k in zip(self.xs, keep)], info=info)
 
     def sample_marginal(self, t: float, n: int, rng=0) -> np.ndarray:
         """Draw ``n`` cells from the true (normalised) marginal at time ``t`` (Gaussian cases)."""
@@ -153,7 +190,8 @@ def ornstein_uhlenbeck(
     Returns
     -------
     SyntheticTimeCourse
-        ``velocity`` is the drift ``-theta x``.
+        ``velocity`` is the drift ``-theta x``; ``flow`` the probability-flow velocity
+        ``-theta x + sigma^2 / 2 (x - m_t) / v_t`` (same marginals, no noise).
     """
     rng = make_rng(rng)
 
@@ -162,12 +200,17 @@ def ornstein_uhlenbeck(
         var = std0**2 * np.exp(-2 * theta * t) + sigma**2 / (2 * theta) * (1 - np.exp(-2 * theta * t))
         return mean, var * np.eye(dim)
 
+    def flow(x, t):  # drift - sigma^2/2 grad log p_t, p_t = N(m_t, var_t I)
+        mean, cov = marginal(t)
+        x = np.asarray(x, float)
+        return -theta * x + 0.5 * sigma**2 * (x - mean) / cov[0, 0]
+
     times = np.asarray(times, float)
     xs = [rng.multivariate_normal(*marginal(t), size=n_cells) for t in times]
     return SyntheticTimeCourse(
         xs=xs, times=times, masses=np.ones(len(times)), velocity=lambda x, t: -theta * np.asarray(x),
         growth_rate=lambda x, t: np.zeros(len(x)), marginal=marginal, sigma=sigma,
-        info={"theta": theta},
+        info={"theta": theta}, flow=flow,
     )
 
 
@@ -347,4 +390,78 @@ def gaussian_growth(
         growth_rate=lambda x, t: b + np.asarray(x, float) @ a,
         marginal=marginal, sigma=0.0,
         info={"drift": v, "growth_slope": a, "growth_offset": b, "mass_from_start": mass},
+    )
+
+
+def mixture_growth(
+    n_cells: int = 1000,
+    *,
+    times=(0.0, 0.5, 1.0),
+    means0=((-2.0, 0.0), (2.0, 0.0)),
+    cov0=((0.25, 0.0), (0.0, 0.25)),
+    drift=(0.0, 1.0),
+    growth_slope=(0.3, 0.0),
+    growth_offset: float = 0.0,
+    rng=0,
+) -> SyntheticTimeCourse:
+    """A smooth growth field ``g(x) = b + a . x`` on a population of several cell states.
+
+    The start population is an equal mixture of Gaussians ``N(m_c, S)``; every cell moves with the
+    constant velocity ``v`` and divides or dies at rate ``g(x)``. Each component stays Gaussian,
+    ``N(m_c + v t + t S a, S)``, with weight ``exp(b t + t a.m_c + t^2 a.v / 2 + t^2 a.S a / 2) / C``
+    (as in :func:`gaussian_growth`), so the states' shares change with time. Unlike a single
+    Gaussian, whose reweighting by a linear field is indistinguishable from a shift (transport), the
+    change of the states' shares cannot be produced by moving cells without moving them between
+    distant states: the growth field is identifiable from snapshots and total masses.
+
+    Parameters
+    ----------
+    n_cells
+        Cells per snapshot.
+    times
+        Observation times (>= 0; time 0 is the start population).
+    means0, cov0
+        Component means at time 0 and their common covariance.
+    drift
+        The constant velocity ``v``.
+    growth_slope, growth_offset
+        ``a`` and ``b`` of the growth rate.
+    rng
+        Seed or Generator.
+
+    Returns
+    -------
+    SyntheticTimeCourse
+        ``masses`` relative to time 0; ``marginal`` is None (a mixture); ``info['component']`` holds
+        the component of every cell per snapshot.
+    """
+    rng = make_rng(rng)
+    v = np.asarray(drift, float)
+    a = np.asarray(growth_slope, float)
+    means = np.atleast_2d(np.asarray(means0, float))
+    s0 = np.asarray(cov0, float)
+    if not (v.shape == a.shape == means.shape[1:] and s0.shape == (len(v), len(v))):
+        raise ValueError("`drift`, `growth_slope`, the rows of `means0` and `cov0` must have matching dimensions.")
+    b = float(growth_offset)
+    times = np.asarray(times, float)
+    if np.any(times < 0):
+        raise ValueError("`times` must be >= 0 (time 0 is the start population).")
+
+    def weights(t):
+        return np.exp(b * t + t * (means @ a) + t**2 * (a @ v) / 2 + t**2 * (a @ s0 @ a) / 2) / len(means)
+
+    xs, comps = [], []
+    for t in times:
+        w = weights(t)
+        comp = rng.choice(len(means), size=n_cells, p=w / w.sum())
+        centre = means[comp] + v * t + t * (s0 @ a)
+        xs.append(centre + rng.multivariate_normal(np.zeros(len(v)), s0, size=n_cells))
+        comps.append(comp)
+    mass = np.array([weights(t).sum() for t in times])
+    return SyntheticTimeCourse(
+        xs=xs, times=times, masses=mass / mass[0],
+        velocity=lambda x, t: np.broadcast_to(v, np.shape(x)).copy(),
+        growth_rate=lambda x, t: b + np.asarray(x, float) @ a,
+        marginal=None, sigma=0.0,
+        info={"drift": v, "growth_slope": a, "growth_offset": b, "component": comps},
     )

@@ -3,9 +3,12 @@
 :func:`wasserstein` (exact optimal transport, POT), :func:`mmd` (squared maximum mean discrepancy with RBF
 kernels) and :func:`gaussian_w2` (closed-form Wasserstein-2 between Gaussians, a ground truth for tests).
 All take plain arrays (cells x dimensions), e.g. ``adata.obsm["X_pca"]`` restricted to one time point.
+Against ground truth: :func:`velocity_error` (a fitted field vs a closed-form one) and
+:func:`growth_by_group` (mean growth rate per branch or cell type and time point).
 """
 
 from ._mmd import mmd
+from ._truth import growth_by_group, velocity_error
 from ._wasserstein import gaussian_w2, wasserstein
 
-__all__ = ["gaussian_w2", "mmd", "wasserstein"]
+__all__ = ["gaussian_w2", "growth_by_group", "mmd", "velocity_error", "wasserstein"]

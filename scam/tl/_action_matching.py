@@ -10,6 +10,7 @@ from anndata import AnnData
 
 from ..core import ActionModel, PotentialConfig, TrainConfig, fit
 from ..core._utils import logger, make_rng
+from ..core.growth import GRID
 from ._utils import DEFAULT_KEY, embedding, numeric_times, plain
 
 GROWTH_MODES = ("none", "learn", "counts", "masses", "prior")
@@ -80,8 +81,10 @@ def action_matching(
     """Learn continuous population dynamics from a time course with Action Matching.
 
     A potential ``phi_t(x)`` is fitted on the embedding so that cells move with velocity
-    ``grad phi`` (plus noise ``sigma dW`` for entropic models) and, for unbalanced models, grow or
-    die at rate ``g = lambda phi``, reproducing the observed snapshots. Training is simulation-free.
+    ``grad phi`` (plus noise ``sigma dW`` for entropic models) and, for unbalanced models, a growth
+    rate ``g_t(x)`` (a separate network; or ``g = lambda phi``, the paper's unbalanced AM, with
+    ``config={"growth_model": "potential"}``), reproducing the observed snapshots. Training is
+    simulation-free.
 
     Parameters
     ----------
@@ -102,10 +105,10 @@ def action_matching(
         Mass change between time points:
 
         - ``'learn'`` (default): unbalanced with equal total masses; growth rates are learned
-          *relative to the population average* (some cells expand while others shrink). Cells are
-          joined across each gap by exact unbalanced OT (``coupling='uot'``): cells with no
-          counterpart within reach die, others appear. The most accurate setting on held-out days
-          (``benchmarks/README.md``).
+          *relative to the population average* (some cells expand while others shrink), and only
+          where the data show growth: each gap is tested against a pure-transport null
+          (:mod:`scam.core.growth`; ``uns[key_added]['growth_evidence']``). Without evidence the
+          growth rate is exactly 0 and the fit is a balanced one.
         - ``None``: balanced; the population only moves (mass is conserved).
         - ``'counts'``: relative masses = number of cells per time point (valid when the sampled cell
           numbers are proportional to the population size).
@@ -117,8 +120,10 @@ def action_matching(
     sigma
         Diffusion coefficient in embedding units per sqrt(time unit); ``> 0`` trains entropic AM.
     growth_weight
-        ``lambda`` of unbalanced AM (in standardised units; the price of transport relative to growth).
-        Default 1.0 when ``growth`` is given; ignored when balanced.
+        Weight of the growth network's objective (it does not change what the networks converge to);
+        with ``config={"growth_model": "potential"}``, ``lambda`` of the paper's unbalanced AM (in
+        standardised units; the price of transport relative to growth). Default 1.0 when ``growth`` is
+        given; ignored when balanced.
     network
         Architecture options (:class:`~scam.core.PotentialConfig` fields, e.g. ``{"hidden": 128}``).
     config
@@ -140,13 +145,16 @@ def action_matching(
     ``None`` (or a copy with ``copy=True``); writes
 
     ``adata.uns[key_added]``
-        ``'params'`` (all options, including ``holdout``, and ``coupling``: the coupling used
-        between time points, ``config['coupling']`` resolved), ``'times'`` (fitted time points),
+        ``'params'`` (all options, including ``holdout``; what the engine decided: ``coupling``, the
+        coupling used between time points, ``estimator``, and ``growth_fit``: ``'network'``,
+        ``'potential'``, ``'none'`` or ``'none (no evidence)'``), ``'times'`` (fitted time points),
         ``'scaling'`` (``shift``, ``scale``, ``t_min``, ``t_max``), ``'history'`` (``step``, ``loss``,
         ``val_loss``), ``'model'`` (config JSON + weight arrays; see :func:`scam.tl.get_model`),
         ``'fit_seconds'``, and for unbalanced models ``'mass'`` (``times``, ``model``: the model's total
         mass on a time grid relative to the first time point; ``observed_times`` and ``observed`` or
-        ``prior`` masses).
+        ``prior`` masses) and, with the default coupling, ``'growth_evidence'`` (per gap: ``destroyed``
+        and ``null``, the mass fraction unbalanced OT destroys in the data and in a pure-transport null
+        at each threshold of ``grid``; ``excess``; the calibrated ``threshold``, NaN without evidence).
     ``adata.obsm[f'{key_added}_velocity']``
         Velocity of each cell at its own time, in ``use_rep`` units per time unit (NaN outside the
         fitted time range).
@@ -194,7 +202,6 @@ def action_matching(
         if name in config:
             raise ValueError(f"Pass `{name}` as an argument of `action_matching`, not inside `config`.")
     train_cfg = TrainConfig(sigma=float(sigma), growth_weight=lam, **config)
-    equal_masses = masses is None or bool(np.allclose(masses, masses[0]))
     net_cfg = PotentialConfig(dim=n_dims, **dict(network or {}))
 
     # ---------------------------------------------------------------- work (nothing written yet)
@@ -228,7 +235,8 @@ def action_matching(
             "time_key": time_key, "use_rep": use_rep, "n_dims": n_dims, "holdout": hold.tolist(),
             "growth": mode, "growth_key": growth if isinstance(growth, str) and growth in adata.obs else None,
             "sigma": float(sigma), "growth_weight": lam,
-            "coupling": train_cfg.resolved_coupling(prior=mode == "prior", equal_masses=equal_masses),
+            "coupling": model.info["coupling"], "estimator": model.info["estimator"],
+            "growth_fit": model.info["growth"],
             "network": net_cfg.to_dict(),
             "config": train_cfg.to_dict(), "device": str(model.device),
             "rng": int(seed) if isinstance(seed, (int, np.integer)) else "numpy.random.Generator",
@@ -239,6 +247,13 @@ def action_matching(
         "model": model.to(device="cpu").to_dict(),
         "fit_seconds": fit_seconds,
     }
+    if model.info.get("growth_evidence") is not None:
+        gaps = model.info["growth_evidence"]
+        entry["growth_evidence"] = {
+            "grid": np.asarray(GRID, float),
+            **{name: np.array([g[name] for g in gaps], float) for name in ("destroyed", "null", "excess")},
+            "threshold": np.array([np.nan if g["threshold"] is None else g["threshold"] for g in gaps], float),
+        }
     if mode != "none":
         entry["mass"] = plain({**_model_mass(model, xs[0], fit_times, rng), "observed_times": fit_times, **mass_record})
 
