@@ -37,7 +37,7 @@ demo: $(STAMP)
 	$(PY) -m scam.demo --out $(DEMO_OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=10 tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/gaussian.py

@@ -28,7 +28,7 @@ from sklearn.cluster import KMeans
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from holdout import DEFAULT_DATA, load_cite  # noqa: E402
 
-from scam.core.paths import _tv_unbalanced  # noqa: E402
+from scam.core.growth import tv_unbalanced  # noqa: E402
 from scam.metrics import wasserstein  # noqa: E402
 
 FOLDS = ((3.0, 2.0, 4.0), (4.0, 3.0, 7.0))  # held out, previous, next
@@ -43,7 +43,7 @@ def interpolants(x0, x1, tau, ks):
     out = {"ot": ((1 - tau) * x0[i] + tau * x1[j], plan[i, j])}
     w2sq = float((plan * cost).sum())
     for k in ks:
-        aug = _tv_unbalanced(a, b, cost, k * w2sq)
+        aug = tv_unbalanced(a, b, cost, k * w2sq)
         core, dead = aug[:-1, :-1], aug[:-1, -1]
         ii, jj = np.nonzero(core)
         d = np.nonzero(dead)[0]

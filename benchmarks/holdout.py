@@ -37,7 +37,9 @@ DAYS = (2, 3, 4, 7)
 
 # Named configurations: options of scam.tl.action_matching (through evaluate_holdout's fit_kwargs).
 CONFIGS = {
-    "default": {},  # growth='learn' over exact unbalanced OT plans (coupling 'auto' -> 'uot', threshold 3)
+    "default": {},  # growth='learn', separate growth network over growth-weighted plans (coupling 'weighted')
+    "stop13": {"config": {"growth_model": "potential"}},  # the former default: one potential over 'uot' plans
+    "state": {"config": {"growth_pooling": "state"}},  # a state without counterpart dies alone
     "balanced": {"growth": None},
     "learn_ot": {"growth": "learn", "config": {"coupling": "ot"}},  # the default before 'uot'
     "uot1.5": {"config": {"uot_threshold": 1.5}},

@@ -37,7 +37,9 @@ DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "larry_2d"
 CONFIGS = {
     "balanced": {"growth": None},
     "counts": {"growth": "counts"},
-    "learn": {"growth": "learn"},  # the default: exact unbalanced OT plans ('uot')
+    "learn": {"growth": "learn"},  # the default: separate growth network over growth-weighted plans
+    "stop13": {"growth": "learn", "config": {"growth_model": "potential"}},  # the former default ('uot')
+    "state": {"growth": "learn", "config": {"growth_pooling": "state"}},  # a state without counterpart dies alone
     "learn_ot": {"growth": "learn", "config": {"coupling": "ot"}},
 }
 

@@ -28,28 +28,34 @@ def random_potential(seed=0):
     return net
 
 
-def loss_mean_and_se(net, path, estimator, growth_weight, n_batches=30, batch=8000, seed=1):
+def loss_mean_and_se(net, path, estimator, growth_weight, n_batches=30, batch=8000, seed=1, growth_net=None):
     rng = np.random.default_rng(seed)
     vals = []
     for _ in range(n_batches):
         b = path.sample(batch, rng)
-        vals.append(float(action_matching_loss(net, b, growth_weight=growth_weight, estimator=estimator)[0].detach()))
+        loss, _ = action_matching_loss(net, b, growth_weight=growth_weight, estimator=estimator, growth_net=growth_net)
+        vals.append(float(loss.detach()))
     return np.mean(vals), np.std(vals, ddof=1) / np.sqrt(n_batches)
 
 
 @pytest.mark.parametrize(
-    "coupling, unequal, growth_weight",
-    [("ot", False, 0.0), ("uot", False, 1.0), ("ot", True, 1.0), ("sinkhorn", False, 0.0)],
+    "coupling, unequal, growth_weight, separate",
+    [("ot", False, 0.0, False), ("uot", False, 1.0, False), ("ot", True, 1.0, False), ("sinkhorn", False, 0.0, False),
+     ("uot", False, 1.0, True), ("ot", True, 1.0, True), ("weighted", True, 1.0, True)],
 )
-def test_pathwise_and_boundary_estimators_agree(snapshots, coupling, unequal, growth_weight):
-    """E[pathwise] = E[boundary] for a fixed (random) potential: within 4 standard errors, and the
-    shared value is far from 0 (the check can fail)."""
+def test_pathwise_and_boundary_estimators_agree(snapshots, coupling, unequal, growth_weight, separate):
+    """E[pathwise] = E[boundary] for a fixed (random) potential (and growth network): within 4 standard
+    errors, and the shared value is far from 0 (the check can fail). With a separate growth network the
+    boundary form needs ``+ E[w_dot s]`` (the growth network takes the mass change): a wrong sign or a
+    missing term fails on the paths that change mass."""
     xs, times, masses = snapshots
     masses = masses if unequal else np.ones(len(xs))
     path = SnapshotPath(xs, times, masses, coupling=coupling, uot_threshold=1.0, rng=np.random.default_rng(0))
+    assert path.changes_mass == (growth_weight > 0)
     net = random_potential()
-    m_b, se_b = loss_mean_and_se(net, path, "boundary", growth_weight)
-    m_p, se_p = loss_mean_and_se(net, path, "pathwise", growth_weight)
+    growth_net = random_potential(seed=1) if separate else None
+    m_b, se_b = loss_mean_and_se(net, path, "boundary", growth_weight, growth_net=growth_net)
+    m_p, se_p = loss_mean_and_se(net, path, "pathwise", growth_weight, growth_net=growth_net)
     assert abs(m_b - m_p) <= 4 * np.hypot(se_b, se_p), (m_b, m_p, se_b, se_p)
     assert abs(m_b) > 20 * np.hypot(se_b, se_p)
 

@@ -62,21 +62,40 @@ def test_fields_written(fitted):
     assert isinstance(fitted.obs["day"].dtype, pd.CategoricalDtype)
 
 
-def test_default_is_unbalanced_with_exact_uot(branching):
-    """The default configuration (the best measured on held-out days) is growth='learn' over 'uot' plans."""
+def test_coupling_resolution():
+    """What ``coupling='auto'`` stands for, case by case (no fitting)."""
+    from scam.core import TrainConfig
+
+    unbalanced = TrainConfig(growth_weight=1.0)
+    assert unbalanced.resolved_coupling() == "weighted"  # growth where the data show it
+    assert unbalanced.resolved_coupling(equal_masses=False) == "weighted"
+    assert unbalanced.resolved_coupling(prior=True) == "ot"  # a per-cell prior weights balanced plans
+    paper = TrainConfig(growth_weight=1.0, growth_model="potential")
+    assert paper.resolved_coupling() == "uot" and paper.resolved_coupling(equal_masses=False) == "ot"
+    assert TrainConfig().resolved_coupling() == "ot"
+    assert TrainConfig(sigma=0.5, growth_weight=1.0).resolved_coupling() == "sinkhorn"
+    assert TrainConfig(growth_weight=1.0, coupling="uot").resolved_coupling(prior=True) == "uot"
+
+
+def test_default_fit_records_its_decisions(branching):
+    """The default is growth='learn' over 'weighted' plans; params and uns record what the engine
+    decided (coupling, estimator, growth evidence per gap), and a refused option changes nothing."""
+    from scam.core.growth import GRID, MIN_EXCESS
+
     adata = branching.copy()
     scam.tl.action_matching(adata, "day", rng=0, **FAST)
-    params = adata.uns["action_matching"]["params"]
-    assert params["growth"] == "learn" and params["coupling"] == "uot" and params["growth_weight"] == 1.0
-    assert "action_matching_growth" in adata.obs
+    entry = adata.uns["action_matching"]
+    params = entry["params"]
+    assert params["growth"] == "learn" and params["coupling"] == "weighted" and params["estimator"] == "pathwise"
+    assert params["config"]["growth_model"] == "separate"
+    evidence = entry["growth_evidence"]
+    assert evidence["destroyed"].shape == evidence["null"].shape == (4, len(GRID))
+    # the dying branch's mass cannot be moved without crossing to the other branch: evidence of growth
+    assert np.max(evidence["excess"]) > MIN_EXCESS
+    assert params["growth_fit"] == "network"
+    assert np.all(np.isfinite(evidence["threshold"]) == (evidence["excess"] > MIN_EXCESS))
+    before = snapshot(adata)
     adata.obs["prior"] = np.where(adata.obs["branch"] == "proliferating", 0.8, -0.6)
-    scam.tl.action_matching(adata, "day", growth="prior", key_added="p", rng=0, **FAST)
-    assert adata.uns["p"]["params"]["coupling"] == "ot"  # a per-cell prior weights balanced plans
-    masses = {2.0: 1.0, 3.0: 1.4, 4.0: 2.0, 5.0: 2.8, 6.0: 4.0}
-    scam.tl.action_matching(adata, "day", growth=masses, key_added="c", rng=0, **FAST)
-    assert adata.uns["c"]["params"]["coupling"] == "ot"  # unequal masses: every pair grows
-    scam.tl.action_matching(adata, "day", growth=None, key_added="b", rng=0, **FAST)
-    assert adata.uns["b"]["params"]["coupling"] == "ot"
     before = snapshot(adata)
     with pytest.raises(ValueError, match="coupling='uot'"):
         scam.tl.action_matching(adata, "day", growth="prior", **{**FAST, "config": {**FAST["config"], "coupling": "uot"}})

@@ -8,7 +8,8 @@ import ot
 import pytest
 
 from scam.core import PotentialConfig, SnapshotPath, TrainConfig, fit
-from scam.core.paths import _tv_unbalanced, build_plan
+from scam.core.growth import tv_unbalanced
+from scam.core.paths import build_plan
 
 SHIFT = np.array([1.0, 0.0])
 
@@ -32,7 +33,7 @@ def test_tv_unbalanced_matches_brute_force_objective():
     a, b = np.full(4, 0.25), np.full(3, 1 / 3)
     cost = ot.dist(x0, x1)
     thr = float(np.median(cost))
-    aug = _tv_unbalanced(a, b, cost, thr)
+    aug = tv_unbalanced(a, b, cost, thr)
     plan, dead, born = aug[:4, :3], aug[:4, 3], aug[4, :3]
     np.testing.assert_allclose(plan.sum(1) + dead, a, atol=1e-12)
     np.testing.assert_allclose(plan.sum(0) + born, b, atol=1e-12)
@@ -56,7 +57,7 @@ def test_tv_unbalanced_equal_masses_matches_the_dummy_cell_lp():
     a, b = np.full(40, 1 / 40), np.full(50, 1 / 50)
     cost = ot.dist(x0, x1)
     thr = float(np.quantile(cost, 0.2))
-    aug = _tv_unbalanced(a, b, cost, thr)
+    aug = tv_unbalanced(a, b, cost, thr)
     lp = np.zeros((41, 51))
     lp[:40, :50] = cost
     lp[:40, 50] = lp[40, :50] = thr / 2

@@ -1,0 +1,100 @@
+"""Growth read off snapshots (scam.core.growth): none for pure transport, per-branch for branches.
+
+Path-level checks, no training: the evidence test against the affine null, the growth factors of the
+'weighted' coupling, and the inheritance of rates by gaps where the data say nothing. The fitted
+rates are checked by tests/test_ground_truth.py and benchmarks/ground_truth.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ot
+import pytest
+
+from scam.core import SnapshotPath
+from scam.core.growth import GRID, MIN_EXCESS, growth_evidence, growth_factors
+from scam.core.paths import cell_rates
+from scam.datasets._synthetic import branching_growth, gaussian_geodesic, mixture_growth, ornstein_uhlenbeck
+
+
+def standardised(xs):
+    pooled = np.concatenate(xs)
+    return [(x - pooled.mean(0)) / np.sqrt(pooled.var(0).mean()) for x in xs]
+
+
+@pytest.mark.parametrize(
+    "xs",
+    [
+        pytest.param(gaussian_geodesic(1000, rng=0).xs, id="geodesic"),
+        pytest.param(ornstein_uhlenbeck(1000, times=(0.0, 1.0), sigma=0.5, mean0=2.0, std0=0.5, rng=0).xs, id="ou"),
+    ],
+)
+def test_pure_transport_shows_no_growth(xs):
+    """Unbalanced OT destroys several % of a deforming Gaussian's mass (its tail travels far), and so
+    does the affine null: no excess, no growth, and the 'weighted' plan is the balanced OT plan."""
+    z = standardised(xs)
+    gap = growth_evidence(z[0], z[1], rng=np.random.default_rng(0))
+    assert len(gap.destroyed) == len(gap.null) == len(GRID)
+    assert gap.destroyed[0] > 0.05  # the statistic alone would call this growth
+    assert abs(gap.excess) < MIN_EXCESS and gap.threshold is None, gap
+    path = SnapshotPath(z, np.array([0.0, 1.0]), np.ones(2), coupling="weighted", rng=np.random.default_rng(0))
+    balanced = SnapshotPath(z, np.array([0.0, 1.0]), np.ones(2), coupling="ot", rng=np.random.default_rng(0))
+    assert not path.changes_mass
+    np.testing.assert_allclose(path.plans[0].cdf[-1], 1.0)
+    assert path.plans[0].n_pairs == balanced.plans[0].n_pairs
+    np.testing.assert_allclose(path.plans[0].log_ra, 0.0, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def branching():
+    tc = branching_growth(1000, rng=0)
+    return tc, standardised(tc.xs)
+
+
+def test_branches_show_growth_and_get_their_own_rates(branching):
+    """Later gaps of the branching system: the dying branch's mass cannot move without crossing to the
+    other branch, so the excess over the null is growth; each branch's factor matches its own mass
+    change in the data (equal totals: relative rates) within 0.1 in log."""
+    tc, z = branching
+    rng = np.random.default_rng(0)
+    for k in (2, 3):
+        gap = growth_evidence(z[k], z[k + 1], rng=rng)
+        assert gap.excess > MIN_EXCESS and gap.threshold is not None, gap
+        f = growth_factors(z[k], z[k + 1], 1.0, 1.0, ot.dist(z[k], z[k + 1]), gap.threshold, rng=rng)
+        b0, b1 = tc.info["branch"][k], tc.info["branch"][k + 1]
+        for b in (0, 1):
+            observed = np.mean(b1 == b) / np.mean(b0 == b)  # the branch's mass ratio (equal totals)
+            assert abs(np.log(f[b0 == b].mean() / observed)) < 0.1, (k, b, f[b0 == b].mean(), observed)
+        np.testing.assert_allclose(f.mean(), 1.0, atol=0.05)  # total mass kept (equal totals)
+
+
+def test_weighted_path_inherits_rates_where_the_data_say_nothing(branching):
+    """At t = 0 the branches touch (no evidence in the first gap); the first gap inherits the rates its
+    targets have in the next one, so the branches already grow and die at different rates there."""
+    tc, z = branching
+    u = tc.times / tc.times[-1]
+    path = SnapshotPath(z, u, np.ones(len(z)), coupling="weighted", rng=np.random.default_rng(0))
+    assert path.growth[0].threshold is None and any(g.threshold is not None for g in path.growth[1:])
+    rates = cell_rates(path.plans[0], len(z[0]), u[1] - u[0], "target")
+    b1 = tc.info["branch"][1]
+    assert rates[b1 == 0].mean() - rates[b1 == 1].mean() > 0.5 * (0.8 + 0.6) * tc.times[-1]
+
+
+def test_growth_factors_between_unequal_masses_keep_the_total():
+    """Counts proportional to the population of a two-state mixture with a linear growth field:
+    the factors follow the states' own growth and add up to the new total mass."""
+    tc = mixture_growth(1500, times=(0.0, 0.5), rng=0)
+    gen = np.random.default_rng(0)
+    share = tc.masses / tc.masses.max()
+    keep = [gen.choice(len(x), int(round(m * len(x))), replace=False) for x, m in zip(tc.xs, share)]
+    xs = [x[k] for x, k in zip(tc.xs, keep)]
+    comp = [c[k] for c, k in zip(tc.info["component"], keep)]
+    z = standardised(xs)
+    m1 = len(xs[1]) / len(xs[0])
+    gap = growth_evidence(z[0], z[1], 1.0, m1, rng=gen)
+    assert gap.threshold is not None
+    f = growth_factors(z[0], z[1], 1.0, m1, ot.dist(z[0], z[1]), gap.threshold, rng=gen)
+    np.testing.assert_allclose(f.mean(), m1, rtol=0.02)
+    for c in (0, 1):
+        observed = np.sum(comp[1] == c) / np.sum(comp[0] == c)
+        assert abs(np.log(f[comp[0] == c].mean() / observed)) < 0.1, (c, f[comp[0] == c].mean(), observed)
