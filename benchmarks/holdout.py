@@ -39,7 +39,6 @@ DAYS = (2, 3, 4, 7)
 CONFIGS = {
     "default": {},  # growth='learn', separate growth network over growth-weighted plans (coupling 'weighted')
     "stop13": {"config": {"growth_model": "potential"}},  # the former default: one potential over 'uot' plans
-    "state": {"config": {"growth_pooling": "state"}},  # a state without counterpart dies alone
     "balanced": {"growth": None},
     "learn_ot": {"growth": "learn", "config": {"coupling": "ot"}},  # the default before 'uot'
     "uot1.5": {"config": {"uot_threshold": 1.5}},

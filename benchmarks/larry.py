@@ -39,7 +39,6 @@ CONFIGS = {
     "counts": {"growth": "counts"},
     "learn": {"growth": "learn"},  # the default: separate growth network over growth-weighted plans
     "stop13": {"growth": "learn", "config": {"growth_model": "potential"}},  # the former default ('uot')
-    "state": {"growth": "learn", "config": {"growth_pooling": "state"}},  # a state without counterpart dies alone
     "learn_ot": {"growth": "learn", "config": {"coupling": "ot"}},
 }
 

@@ -232,6 +232,29 @@ def test_growth_network_model_roundtrip_and_version_1_files(tmp_path):
     np.testing.assert_allclose(v1.velocity(x, 1.0), model.velocity(x, 1.0), rtol=1e-6)
 
 
+def test_damaged_models_are_refused_with_a_clear_error(tmp_path, geodesic_model):
+    """Issue 18: NaN or non-numeric weights, a truncated config, a corrupted file; and save() writes
+    exactly the path it is given."""
+    good = geodesic_model.to_dict()
+    nan = {**good, "weights": {k: np.full_like(v, np.nan) for k, v in good["weights"].items()}}
+    text = {**good, "weights": {k: "0.1" for k in good["weights"]}}
+    cut = {**good, "config": good["config"][:40]}
+    for bad in (nan, text, cut):
+        with pytest.raises(ValueError, match="damaged"):
+            ActionModel.from_dict(bad)
+    path = tmp_path / "model.scam"
+    geodesic_model.save(path)
+    assert path.exists() and not (tmp_path / "model.scam.npz").exists()
+    x = np.zeros((3, 2))
+    np.testing.assert_allclose(ActionModel.load(path).velocity(x, 0.5), geodesic_model.velocity(x, 0.5))
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 64] = b"\x00" * 64
+    broken = tmp_path / "broken.scam"
+    broken.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="broken.scam.*not a readable scam model"):
+        ActionModel.load(broken)
+
+
 def test_potential_gradient_is_velocity(geodesic, geodesic_model):
     """In data units, the finite-difference gradient of potential() equals velocity()."""
     x = geodesic.xs[0][:20]

@@ -344,3 +344,23 @@ def test_shipped_gene_sets_equal_shared_copies():
     folder = resources.files("scam.pp").joinpath("_data", "gene_sets")
     for path in sorted(SHARED_GENE_SETS.glob("*.txt")):
         assert folder.joinpath(path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_expression_that_is_not_log_normalised(mouse):
+    """Issue 18: NaN expression is refused before any work; negative (scaled) or counts-sized values
+    are scored with a warning naming the fix."""
+    bad = mouse.copy()
+    bad.X = bad.X.toarray()
+    bad.X[0, 0] = np.nan
+    cols = list(bad.obs.columns)
+    with pytest.raises(ValueError, match="NaN .*log1p"):
+        score_growth(bad, "mouse")
+    assert list(bad.obs.columns) == cols
+    scaled = mouse.copy()
+    scaled.X = scaled.X.toarray() - 1.0
+    with pytest.warns(UserWarning, match="negative values.*sc.pp.scale"):
+        score_growth(scaled, "mouse")
+    counts = mouse.copy()
+    counts.X = np.expm1(counts.X.toarray()) * 100
+    with pytest.warns(UserWarning, match="log1p"):
+        score_growth(counts, "mouse")

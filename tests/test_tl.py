@@ -217,6 +217,12 @@ def test_couplings_shape_for_cellrank(fitted):
         assert (c.X.sum(axis=1) > 0).all()
 
 
+def split_times_by_rounding(adata):
+    """Every other cell's time moved by 1e-12: each time point is now two that differ by rounding."""
+    days = adata.obs["day"].astype(float).to_numpy()
+    adata.obs["day"] = days + np.where(np.arange(adata.n_obs) % 2, 0.0, 1e-12)
+
+
 @pytest.mark.parametrize(
     "mutate, kwargs, exc, match",
     [
@@ -229,6 +235,21 @@ def test_couplings_shape_for_cellrank(fitted):
         (None, {"n_dims": 7}, ValueError, "n_dims"),
         (None, {"growth": "nope"}, KeyError, "score_growth"),
         (None, {"config": {"sigma": 1.0}}, ValueError, "not inside `config`"),
+        # issue 18: inputs that used to slip through
+        (None, {"key_added": "am/v1"}, ValueError, "without '/'"),
+        (None, {"growth_weight": float("nan")}, ValueError, "growth_weight"),
+        (None, {"n_dims": 2.5}, TypeError, "n_dims"),
+        (None, {"holdout": "three"}, ValueError, "holdout"),
+        (None, {"config": {"n_steps": "50"}}, TypeError, "n_steps"),
+        (None, {"config": {"n_step": 5}}, ValueError, "valid: .*n_steps"),
+        (None, {"network": {"width": 5}}, ValueError, "valid: .*hidden"),
+        (lambda a: a.obs.__setitem__("g", ["high"] * a.n_obs), {"growth": "g"}, ValueError, "must be numeric"),
+        (lambda a: a.obs.__setitem__("day", a.obs["day"].astype(float) == 2.0), {}, ValueError, "boolean"),
+        (lambda a: split_times_by_rounding(a), {}, ValueError, "rounding"),
+        (lambda a: setattr(a, "obs_names", [a.obs_names[1]] + list(a.obs_names[1:])), {}, ValueError,
+         "obs_names_make_unique"),
+        (lambda a: a.obsm["X_pca"].__setitem__((np.nonzero(a.obs["day"] == "4.0")[0][0], 0), np.nan),
+         {"holdout": 4}, ValueError, r"NaN .* \[4.0\]"),
     ],
 )
 def test_bad_input_leaves_adata_untouched(branching, mutate, kwargs, exc, match, monkeypatch):
@@ -243,6 +264,15 @@ def test_bad_input_leaves_adata_untouched(branching, mutate, kwargs, exc, match,
     with pytest.raises(exc, match=match):
         scam.tl.action_matching(adata, **kw)
     assert_untouched(adata, before)
+
+
+def test_sparse_embedding_is_densified(branching):
+    """A sparse matrix in obsm is an embedding like any other (it used to fail as 'shape ()')."""
+    adata = branching.copy()
+    adata.obsm["X_sparse"] = sp.csr_matrix(np.asarray(adata.obsm["X_pca"]))
+    scam.tl.action_matching(adata, "day", use_rep="X_sparse", growth=None, rng=0,
+                            **{**FAST, "config": {"n_steps": 20, "eval_every": 10}})
+    assert np.all(np.isfinite(adata.obsm["action_matching_velocity"]))
 
 
 def test_too_few_cells_and_holdout_needs_three(branching):

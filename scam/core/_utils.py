@@ -46,3 +46,23 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     else:
         logger.info("scam: using device %s", dev)
     return dev
+
+
+def check_types(obj, *, ints=(), numbers=(), strings=()) -> None:
+    """Type checks of a settings dataclass, before its range checks: a clear ``TypeError`` naming the
+    field (``'50'`` for a number, ``2.5`` for a count)."""
+    name = type(obj).__name__
+    for field in ints:
+        value = getattr(obj, field)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name}.{field} must be a whole number, got {value!r}.")
+    for field in numbers:
+        value = getattr(obj, field)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name}.{field} must be a number, got {value!r}.")
+        if not np.isfinite(value):
+            raise ValueError(f"{name}.{field} must be finite, got {value!r}.")
+    for field in strings:
+        value = getattr(obj, field)
+        if not isinstance(value, str):
+            raise TypeError(f"{name}.{field} must be a string, got {value!r}.")

@@ -44,9 +44,7 @@ PLATEAU = 0.75  # the calibrated threshold is the first at which the excess reac
 MIN_EXCESS = 0.025  # destroyed-mass excess over the affine null below which a gap is pure transport
 EVIDENCE_CELLS = 1000  # cells per side in the evidence test (each half of the source)
 CELLS_PER_STATE, MAX_STATES = 50, 40  # k-means states of a snapshot
-VANISH = 0.25  # pooling="state": a state that transports less than this share of its mass dies alone
-POOLINGS = ("lineage", "state")
-LINK = 0.1  # a transported flux of this share of the smaller state's mass joins two states
+LINK = 0.1  # a transported flux of this share of the larger state's mass joins two states
 MIN_FACTOR = 0.05  # lowest descendant mass per unit of source mass over one gap (log: -3)
 
 
@@ -202,24 +200,22 @@ def _states(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def growth_factors(
     x0: np.ndarray, x1: np.ndarray, mass0: float, mass1: float, cost: np.ndarray, threshold: float | None,
-    *, pooling: str = "lineage", rng: np.random.Generator,
+    *, rng: np.random.Generator,
 ) -> np.ndarray:
     """Descendant mass per unit of source mass of every source cell over one gap.
 
     The unbalanced plan at the calibrated threshold says which states exchange mass: source and
-    target states (k-means) joined by a transported flux of at least ``LINK`` of the smaller one's
+    target states (k-means) joined by a transported flux of at least ``LINK`` of the larger one's
     mass form a *compartment* (for instance a branch). A compartment's growth factor is its target
     mass over its source mass, shared by all its source cells: growth is a property of a lineage,
     and cells that the plan happens to destroy inside a surviving state do not die alone. Target
     states that receive no transported mass (created) join the compartment of their cells' nearest
     transported neighbours; weakly linked source states join their nearest linked state.
 
-    With ``pooling="state"`` a source state that the plan (almost) entirely destroys (transports less
-    than ``VANISH`` of its mass) dies alone (factor ``MIN_FACTOR``) instead of sharing its lineage's
-    factor: a transient state that vanishes while its neighbours persist. Better on held-out days
-    where composition changes fast (Cite: 0.96x vs 0.99x the OT-interpolation W1), wrong where a whole
-    lineage shrinks at one rate (the plan destroys its rear states and the rest seems not to die:
-    branching benchmark, dying branch -0.43 instead of -0.6).
+    (Letting a state that the plan destroys die alone instead, a transient state, was measured and
+    dropped: on the branching system the plan destroys the rear states of the dying branch and the rest
+    seems not to die (-0.43 instead of -0.6), and on Cite-5 it was no better on held-out days (1.01x
+    the OT-interpolation W1, seed spread 0.08, against 0.99x).)
 
     Parameters
     ----------
@@ -232,8 +228,6 @@ def growth_factors(
     threshold
         Calibrated threshold (``x`` the median squared displacement) of :func:`growth_evidence`;
         ``None`` (no evidence): every cell's factor is ``mass1 / mass0``.
-    pooling
-        ``"lineage"`` (default) or ``"state"`` (above).
     rng
         Random generator (k-means).
 
@@ -260,16 +254,12 @@ def growth_factors(
     ii, jj = np.nonzero(moved)
     flux = np.bincount(s0[ii] * k1 + s1[jj], weights=moved[ii, jj], minlength=k0 * k1).reshape(k0, k1)
     link = flux >= LINK * np.maximum(m0[:, None], m1[None, :])
-    if pooling not in POOLINGS:
-        raise ValueError(f"Unknown growth pooling {pooling!r}; choose one of {POOLINGS}.")
-    vanishing = (flux.sum(axis=1) < VANISH * m0) if pooling == "state" else np.zeros(k0, dtype=bool)
-    link[vanishing] = False
     r, c = np.nonzero(link)
     graph = coo_matrix((np.ones(len(r)), (r, k0 + c)), shape=(k0 + k1, k0 + k1))
     _, comp = connected_components(graph, directed=False)
     comp0, comp1 = comp[:k0], comp[k0:].copy()
     linked0 = link.any(axis=1)
-    lost = ~linked0 & ~vanishing  # weakly linked states join their nearest linked state
+    lost = ~linked0  # weakly linked states join their nearest linked state
     if lost.any() and linked0.any():
         c0 = np.stack([x0[s0 == k].mean(axis=0) for k in range(k0)])
         _, nb = NearestNeighbors(n_neighbors=1).fit(c0[linked0]).kneighbors(c0[lost])

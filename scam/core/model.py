@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -393,14 +395,24 @@ class ActionModel:
         -------
         ActionModel
         """
-        meta = data["config"]
-        meta = json.loads(meta if isinstance(meta, str) else str(meta))
-        if meta.get("format_version") not in _READABLE_VERSIONS:
-            raise ValueError(f"Unsupported model format {meta.get('format_version')!r}.")
-        net = _network(meta["network"], data["weights"], device)
+        try:
+            meta = data["config"]
+            meta = json.loads(meta if isinstance(meta, str) else str(meta))
+        except (KeyError, TypeError, json.JSONDecodeError) as err:
+            raise ValueError(
+                f"The stored model is damaged (its config cannot be read: {err}); refit with "
+                "`scam.tl.action_matching` (or `scam.core.fit`)."
+            ) from None
+        if not isinstance(meta, dict) or meta.get("format_version") not in _READABLE_VERSIONS:
+            version = meta.get("format_version") if isinstance(meta, dict) else None
+            raise ValueError(
+                f"Unsupported model format {version!r} (this scam reads {list(_READABLE_VERSIONS)}); refit with "
+                "`scam.tl.action_matching`, or read it with the scam version that wrote it."
+            )
+        net = _network(meta.get("network"), data.get("weights"), device)
         growth_net = None
         if meta.get("growth_network") is not None:
-            growth_net = _network(meta["growth_network"], data["growth_weights"], device)
+            growth_net = _network(meta["growth_network"], data.get("growth_weights"), device)
         return cls(
             net,
             growth_net=growth_net,
@@ -414,7 +426,8 @@ class ActionModel:
         )
 
     def save(self, path: str | Path) -> None:
-        """Write config + weights to an ``.npz`` file (plain arrays, loadable without pickle).
+        """Write config + weights to an ``.npz``-format file at exactly ``path`` (plain arrays, loadable
+        without pickle; no suffix is added).
 
         Parameters
         ----------
@@ -423,7 +436,8 @@ class ActionModel:
         """
         d = self.to_dict()
         arrays = {f"{group}/{k}": v for group in ("weights", "growth_weights") for k, v in d.get(group, {}).items()}
-        np.savez(path, config=np.array(d["config"]), **arrays)
+        with open(path, "wb") as fh:  # a file handle: numpy would append '.npz' to a path without it
+            np.savez(fh, config=np.array(d["config"]), **arrays)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> "ActionModel":
@@ -440,11 +454,19 @@ class ActionModel:
         -------
         ActionModel
         """
-        with np.load(path, allow_pickle=False) as f:
-            data = {"config": str(f["config"])}
-            for group in ("weights", "growth_weights"):
-                prefix = f"{group}/"
-                data[group] = {k[len(prefix) :]: f[k] for k in f.files if k.startswith(prefix)}
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {"config": str(f["config"])}
+                for group in ("weights", "growth_weights"):
+                    prefix = f"{group}/"
+                    data[group] = {k[len(prefix) :]: f[k] for k in f.files if k.startswith(prefix)}
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+            raise ValueError(
+                f"{str(path)!r} is not a readable scam model (damaged or not written by `ActionModel.save`: {err}); "
+                "refit, or save the model again."
+            ) from None
         return cls.from_dict(data, device=device)
 
     def __repr__(self) -> str:
@@ -462,7 +484,22 @@ def _state(net: PotentialNet) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
 
 
-def _network(config: dict, weights: dict, device) -> PotentialNet:
-    net = PotentialNet(PotentialConfig(**config))
-    net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in weights.items()})
+def _network(config: dict, weights, device) -> PotentialNet:
+    """A network from its config and weight arrays; damaged records raise a ``ValueError``."""
+    damaged = "The stored model is damaged ({}); refit with `scam.tl.action_matching` (or `scam.core.fit`)."
+    try:
+        if not isinstance(config, dict) or weights is None:
+            raise ValueError("network config or weights missing")
+        net = PotentialNet(PotentialConfig(**config))
+        state = {}
+        for name, value in dict(weights).items():
+            arr = np.asarray(value)
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise ValueError(f"weight {name!r} is not an array of numbers")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"weight {name!r} holds NaN or infinite values")
+            state[name] = torch.as_tensor(arr)
+        net.load_state_dict(state)
+    except (TypeError, ValueError, KeyError, RuntimeError) as err:
+        raise ValueError(damaged.format(err)) from None
     return net.to(device)

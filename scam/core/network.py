@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ._utils import check_types
+
 _ACTIVATIONS = {"silu": nn.SiLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
@@ -39,6 +41,7 @@ class PotentialConfig:
     activation: str = "silu"
 
     def __post_init__(self):
+        check_types(self, ints=("dim", "hidden", "n_layers", "n_frequencies"), strings=("activation",))
         if self.dim < 1:
             raise ValueError(f"PotentialConfig.dim must be >= 1, got {self.dim}.")
         if self.hidden < 1 or self.n_layers < 1:

@@ -141,7 +141,6 @@ def build_plan(
     source_weights: np.ndarray | None = None,
     uot_threshold: float = 3.0,
     growth: GapGrowth | None = None,
-    growth_pooling: str = "lineage",
     rng: np.random.Generator,
 ) -> SegmentPlan:
     """Transport plan between two snapshots.
@@ -175,8 +174,6 @@ def build_plan(
     growth
         ``"weighted"`` only: the gap's growth evidence (:func:`~scam.core.growth.growth_evidence`);
         default: none beyond what unequal total masses force.
-    growth_pooling
-        ``"weighted"`` only: how growth factors are shared (:func:`~scam.core.growth.growth_factors`).
     rng
         Random generator (chunking).
 
@@ -208,7 +205,7 @@ def build_plan(
         elif coupling in ("ot", "sinkhorn", "weighted"):
             if coupling == "weighted":
                 threshold = None if growth is None else growth.threshold
-                weights = growth_factors(x0[c0], x1[c1], mass0, mass1, cost, threshold, pooling=growth_pooling, rng=rng)
+                weights = growth_factors(x0[c0], x1[c1], mass0, mass1, cost, threshold, rng=rng)
             else:
                 weights = None if source_weights is None else source_weights[c0]
             a_solve = a / mass0 if weights is None else weights / weights.sum()
@@ -292,7 +289,7 @@ def cell_rates(plan: SegmentPlan, n_cells: int, du: float, side: str) -> np.ndar
     return np.divide(num, den, out=np.zeros(n_cells), where=den > 0)
 
 
-def _weighted_plans(xs, times, masses, max_plan_size, pooling, rng):
+def _weighted_plans(xs, times, masses, max_plan_size, rng):
     """Plans of the ``"weighted"`` coupling: growth where the data show it, inherited elsewhere.
 
     1. Every gap is tested (:func:`~scam.core.growth.growth_evidence`); a gap with evidence gets its
@@ -321,7 +318,7 @@ def _weighted_plans(xs, times, masses, max_plan_size, pooling, rng):
             return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="ot",
                               source_weights=weights, max_plan_size=max_plan_size, rng=rng)
         return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="weighted",
-                          growth=evidence[k], growth_pooling=pooling, max_plan_size=max_plan_size, rng=rng)
+                          growth=evidence[k], max_plan_size=max_plan_size, rng=rng)
 
     plans = [plan(k) if evidence[k].threshold is not None else None for k in range(n_gaps)]
 
@@ -369,7 +366,7 @@ class SnapshotPath:
     ot_reg, reg_m
         Entropic regularisation and marginal relaxation of Sinkhorn/unbalanced plans, as fractions of
         the mean squared distance between the two snapshots (``ot_reg`` is ignored when ``sigma > 0``).
-    max_plan_size, uot_threshold, growth_pooling
+    max_plan_size, uot_threshold
         See :func:`build_plan`.
     log_growth
         Optional per-cell prior log growth rates (per internal time unit), one array per snapshot;
@@ -391,7 +388,6 @@ class SnapshotPath:
         max_plan_size: int = 6_500_000,
         log_growth: list[np.ndarray] | None = None,
         uot_threshold: float = 3.0,
-        growth_pooling: str = "lineage",
         rng: np.random.Generator,
     ):
         import torch
@@ -402,7 +398,7 @@ class SnapshotPath:
         self.plans: list[SegmentPlan] = []
         self.growth: list[GapGrowth] | None = None
         if coupling == "weighted":
-            self.plans, self.growth = _weighted_plans(xs, self.times, self.masses, max_plan_size, growth_pooling, rng)
+            self.plans, self.growth = _weighted_plans(xs, self.times, self.masses, max_plan_size, rng)
         for k in range(len(xs) - 1 if coupling != "weighted" else 0):
             du = self.times[k + 1] - self.times[k]
             sub0 = xs[k][rng.choice(len(xs[k]), min(len(xs[k]), 500), replace=False)]

@@ -10,11 +10,10 @@ import numpy as np
 import torch
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from ._utils import logger, make_rng, resolve_device, torch_generator
+from ._utils import check_types, logger, make_rng, resolve_device, torch_generator
 from .losses import ESTIMATORS, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
-from .growth import POOLINGS
 from .paths import COUPLINGS, SnapshotPath
 
 GROWTH_MODELS = ("separate", "potential")
@@ -75,28 +74,6 @@ class TrainConfig:
         (:mod:`scam.core.losses`). ``"potential"``: the paper's unbalanced AM, one potential for both
         (``g = lambda s``): it turns motion into growth on pure transport (ground-truth table in
         ``benchmarks/README.md``); kept as an option.
-    growth_pooling
-        ``"weighted"`` coupling: ``"lineage"`` (default) shares a growth factor among the states that
-        exchange mass, as a branch with one birth or death rate does; ``"state"`` lets a state that
-        finds no counterpart die alone (a transient state): better on held-out days whose composition
-        changes fast, wrong on lineages that shrink at one rate (:func:`scam.core.growth.growth_factors`).
-    ot_reg, reg_m
-        Entropic regularisation and marginal relaxation of Sinkhorn/unbalanced couplings, as fractions
-        of the mean squared distance between consecutive snapshots.
-    uot_threshold
-        ``"uot"`` coupling: mass is destroyed and created rather than moved where the squared
-        displacement would exceed ``uot_threshold`` times the mean squared displacement (``W2^2``)
-        of the balanced plan between the two snapshots. Default 3 (held-out days: Cite-5 0.97x,
-        LARRY 0.98x the OT-interpolation W1; lower thresholds destroy 18-46% of LARRY's mass and
-        lose there, 1.2-1.46x; see ``benchmarks/README.md``).
-    max_plan_size
-        Largest ``n_k * n_{k+1}`` solved exactly; larger pairs use chunked (minibatch) OT.
-    n_probes
-        Hutchinson probes for the Laplacian (entropic AM).
-    estimator
-        Estimator of the Action Matching loss (:func:`~scam.core.losses.action_matching_loss`):
-        ``"auto"`` = ``"pathwise"`` (integrated by parts along the path's pairs: no boundary terms,
-        lower variance) for deterministic paths, ``"boundary"`` (the paper's form) when ``sigma > 0``.
     """
 
     n_steps: int = 2000
@@ -118,9 +95,14 @@ class TrainConfig:
     n_probes: int = 1
     estimator: str = "auto"
     growth_model: str = "separate"
-    growth_pooling: str = "lineage"
 
     def __post_init__(self):
+        check_types(
+            self, ints=("n_steps", "batch_size", "eval_every", "patience", "n_probes", "max_plan_size", "warmup"),
+            numbers=("lr", "weight_decay", "ema_decay", "grad_clip", "sigma", "growth_weight", "ot_reg", "reg_m",
+                     "uot_threshold"),
+            strings=("coupling", "estimator", "growth_model"),
+        )
         for name in ("n_steps", "batch_size", "eval_every", "patience", "n_probes", "max_plan_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
@@ -145,8 +127,6 @@ class TrainConfig:
             raise ValueError(
                 f"Unknown growth_model {self.growth_model!r}; choose one of {GROWTH_MODELS}."
             )
-        if self.growth_pooling not in POOLINGS:
-            raise ValueError(f"Unknown growth_pooling {self.growth_pooling!r}; choose one of {POOLINGS}.")
         if self.coupling != "auto" and self.coupling not in COUPLINGS:
             raise ValueError(
                 f"Unknown coupling {self.coupling!r}; choose 'auto' or one of {COUPLINGS}."
@@ -325,8 +305,7 @@ def fit(
     logger.info("scam: building %s couplings between %d time points", coupling, len(xs))
     path = SnapshotPath(
         zs, u, masses, coupling=coupling, sigma=sigma_u, ot_reg=config.ot_reg, reg_m=config.reg_m,
-        max_plan_size=config.max_plan_size, uot_threshold=config.uot_threshold,
-        growth_pooling=config.growth_pooling, rng=rng,
+        max_plan_size=config.max_plan_size, uot_threshold=config.uot_threshold, rng=rng,
         log_growth=None if log_growth is None else [g * duration for g in log_growth],
     ).to(dev)
 

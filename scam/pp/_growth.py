@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import logging
 import re
 from collections.abc import Sequence
@@ -123,6 +125,31 @@ def _overlap_error(kind: str, genes: list[str], source: str, symbols: pd.Index, 
         "`proliferation_genes` / `apoptosis_genes`."
     )
     return " ".join(msg)
+
+
+def _check_expression(mat, where: str) -> None:
+    """Refuse NaN; warn when the values do not look log-normalised (negative, or counts-sized)."""
+    values = mat.data if hasattr(mat, "data") and hasattr(mat, "indptr") else np.asarray(mat)
+    if values.size == 0:
+        return
+    if not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"`{where}` contains NaN or infinite expression values; score_growth needs log-normalised counts "
+            "(`sc.pp.normalize_total` then `sc.pp.log1p`)."
+        )
+    lo, hi = float(np.min(values)), float(np.max(values))
+    if lo < 0:
+        warnings.warn(
+            f"`{where}` has negative values (min {lo:.3g}): score_growth expects log-normalised counts, not scaled "
+            "data; score before `sc.pp.scale` (or pass `layer=` / `use_raw=`) for calibrated growth rates.",
+            UserWarning, stacklevel=3,
+        )
+    elif hi > 50:
+        warnings.warn(
+            f"`{where}` has values up to {hi:.3g}: it does not look log-transformed; run `sc.pp.log1p` first for "
+            "calibrated growth rates.",
+            UserWarning, stacklevel=3,
+        )
 
 
 def score_growth(
@@ -335,6 +362,7 @@ def score_growth(
         mat = adata.layers[layer]
     else:
         mat = adata.X
+    _check_expression(mat, "adata.raw.X" if use_raw else (f"adata.layers[{layer!r}]" if layer is not None else "adata.X"))
     ids = pd.Index([f"g{i}" for i in range(mat.shape[1])])  # unique names, whatever var_names look like
     scratch = AnnData(X=mat, obs=pd.DataFrame(index=adata.obs_names.copy()), var=pd.DataFrame(index=ids))
     scores: dict[str, np.ndarray] = {}

@@ -6,12 +6,13 @@ import time as _time
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 
 from ..core import ActionModel, PotentialConfig, TrainConfig, fit
 from ..core._utils import logger, make_rng
 from ..core.growth import GRID
-from ._utils import DEFAULT_KEY, embedding, numeric_times, plain
+from ._utils import DEFAULT_KEY, check_key, embedding, numeric_times, options, plain
 
 GROWTH_MODES = ("none", "learn", "counts", "masses", "prior")
 _CHUNK = 16384
@@ -44,7 +45,14 @@ def _growth_masses(adata, growth, t_all, fit_mask, fit_times):
                 f"`growth={growth!r}` is neither None, 'learn', 'counts', a dict of masses, nor a column of "
                 "`adata.obs`. Run `scam.pp.score_growth` first for a per-cell prior."
             )
-        col = np.asarray(adata.obs[growth], dtype=float)
+        try:
+            col = np.asarray(adata.obs[growth], dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"`adata.obs[{growth!r}]` must be numeric: relative masses (constant per time point) or per-cell "
+                "log growth rates (e.g. from `scam.pp.score_growth`), got values such as "
+                f"{list(pd.unique(np.asarray(adata.obs[growth]))[:3])}."
+            ) from None
         if not np.all(np.isfinite(col[fit_mask])):
             raise ValueError(f"`adata.obs[{growth!r}]` has NaN or infinite values.")
         per_time = [col[fit_mask & (t_all == t)] for t in fit_times]
@@ -171,11 +179,20 @@ def action_matching(
     >>> model = scam.tl.get_model(adata)  # doctest: +SKIP
     """
     # ---------------------------------------------------------------- validation, before any work
+    check_key(key_added)
     t_all = numeric_times(adata, time_key)
     x_all = embedding(adata, use_rep, n_dims)
     n_dims = x_all.shape[1]
     times = np.unique(t_all)
-    hold = np.atleast_1d(np.asarray([] if holdout is None else holdout, dtype=float))
+    if not adata.obs_names.is_unique:
+        raise ValueError(
+            "`adata.obs_names` are not unique; cells must be told apart (fates, ancestors, couplings). "
+            "Run `adata.obs_names_make_unique()` first."
+        )
+    try:
+        hold = np.atleast_1d(np.asarray([] if holdout is None else holdout, dtype=float))
+    except (TypeError, ValueError):
+        raise ValueError(f"`holdout` must be a time value or a list of them (e.g. 3 or [3, 4]), got {holdout!r}.") from None
     for h in hold:
         if not np.any(np.isclose(times, h)):
             raise ValueError(f"`holdout={h:g}` is not among the time points {times.tolist()}.")
@@ -189,11 +206,22 @@ def action_matching(
         n_t = int(np.sum(t_all == t))
         if n_t < 2:
             raise ValueError(f"Time point {t:g} has {n_t} cell(s); every time point needs at least 2.")
-    if not np.all(np.isfinite(x_all[fit_mask])):
-        raise ValueError(f"`adata.obsm[{use_rep!r}]` contains NaN or infinite values; remove those cells or recompute the embedding.")
+    in_range = (t_all >= fit_times[0]) & (t_all <= fit_times[-1])
+    bad = ~np.all(np.isfinite(x_all), axis=1) & (fit_mask | in_range)
+    if bad.any():
+        where = sorted({float(t) for t in t_all[bad]})
+        raise ValueError(
+            f"`adata.obsm[{use_rep!r}]` contains NaN or infinite values in {int(bad.sum())} cell(s) at time(s) "
+            f"{where}; remove those cells or recompute the embedding."
+        )
     mode, masses, mass_record = _growth_masses(adata, growth, t_all, fit_mask, fit_times)
-    if growth_weight is not None and growth_weight < 0:
-        raise ValueError("`growth_weight` must be >= 0.")
+    if growth_weight is not None and (
+        isinstance(growth_weight, bool) or not isinstance(growth_weight, (int, float, np.integer, np.floating))
+        or not np.isfinite(growth_weight) or growth_weight < 0
+    ):
+        raise ValueError(f"`growth_weight` must be a finite number >= 0, got {growth_weight!r}.")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) or not np.isfinite(sigma):
+        raise ValueError(f"`sigma` must be a finite number >= 0, got {sigma!r}.")
     lam = 0.0 if mode == "none" else (1.0 if growth_weight is None else float(growth_weight))
     if mode != "none" and lam == 0:
         raise ValueError("`growth` was given but `growth_weight` is 0; a balanced model cannot change mass.")
@@ -201,8 +229,8 @@ def action_matching(
     for name in ("sigma", "growth_weight"):
         if name in config:
             raise ValueError(f"Pass `{name}` as an argument of `action_matching`, not inside `config`.")
-    train_cfg = TrainConfig(sigma=float(sigma), growth_weight=lam, **config)
-    net_cfg = PotentialConfig(dim=n_dims, **dict(network or {}))
+    train_cfg = options(TrainConfig, "config", sigma=float(sigma), growth_weight=lam, **config)
+    net_cfg = options(PotentialConfig, "network", dim=n_dims, **dict(network or {}))
 
     # ---------------------------------------------------------------- work (nothing written yet)
     seed, rng = rng, make_rng(rng)
@@ -219,7 +247,6 @@ def action_matching(
     fit_seconds = _time.perf_counter() - start
     logger.info("scam: fitted %s in %.1f s", model, fit_seconds)
 
-    in_range = (t_all >= fit_times[0]) & (t_all <= fit_times[-1])
     velocity = np.full(x_all.shape, np.nan)
     potential = np.full(adata.n_obs, np.nan)
     growth_rate = np.full(adata.n_obs, np.nan)

@@ -20,6 +20,10 @@ def numeric_times(adata: AnnData, time_key: str) -> np.ndarray:
             f"`time_key={time_key!r}` is not a column of `adata.obs` (columns: {list(adata.obs.columns)[:10]})."
         )
     col = adata.obs[time_key]
+    if pd.api.types.is_bool_dtype(col.dtype):
+        raise ValueError(
+            f"`adata.obs[{time_key!r}]` is boolean; times must be numbers (e.g. days 2, 4, 7), not flags."
+        )
     if isinstance(col.dtype, pd.CategoricalDtype):
         col = col.astype(str)
     values = pd.to_numeric(pd.Series(np.asarray(col)), errors="coerce").to_numpy(dtype=float)
@@ -31,7 +35,42 @@ def numeric_times(adata: AnnData, time_key: str) -> np.ndarray:
             f"{int(bad.sum())} cells have non-numeric or missing values such as {list(examples)}. "
             "Map labels like 'day2' to numbers first."
         )
+    distinct = np.unique(values)
+    if len(distinct) > 1:
+        gaps = np.diff(distinct)
+        tiny = gaps < 1e-9 * (distinct[-1] - distinct[0])
+        if tiny.any():
+            k = int(np.argmax(tiny))
+            raise ValueError(
+                f"`adata.obs[{time_key!r}]` has time points {distinct[k]!r} and {distinct[k + 1]!r} that differ "
+                "only by rounding; round the times (e.g. `adata.obs[time_key].round(6)`) so that each sampling "
+                "time is one value."
+            )
     return values
+
+
+def options(cls, argument: str, **kwargs):
+    """Build a settings dataclass from user options; unknown names raise a ``ValueError`` listing the
+    valid ones (``argument``: the parameter of the tool that carries them)."""
+    import dataclasses
+
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} in `{argument}`; valid: {[v for v in valid if v != 'dim']}."
+        )
+    return cls(**kwargs)
+
+
+def check_key(key_added: str) -> str:
+    """A ``key_added`` that AnnData can write to and read back from ``.h5ad``/``.zarr``."""
+    if not isinstance(key_added, str) or not key_added or "/" in key_added:
+        raise ValueError(
+            f"`key_added` must be a non-empty string without '/', got {key_added!r}: h5ad files read '/' as a "
+            "group separator and the result could not be read back. Use e.g. 'am_v1'."
+        )
+    return key_added
 
 
 def embedding(adata: AnnData, use_rep: str, n_dims: int | None = None) -> np.ndarray:
@@ -41,10 +80,17 @@ def embedding(adata: AnnData, use_rep: str, n_dims: int | None = None) -> np.nda
         raise KeyError(
             f"`use_rep={use_rep!r}` is not in `adata.obsm` (keys: {list(adata.obsm.keys())}).{hint}"
         )
-    x = np.asarray(adata.obsm[use_rep])
+    x = adata.obsm[use_rep]
+    if hasattr(x, "toarray"):  # a sparse embedding: densified (an embedding has few columns)
+        x = x.toarray()
+    x = np.asarray(x)
     if x.ndim != 2:
-        raise ValueError(f"`adata.obsm[{use_rep!r}]` must be 2-D, got shape {x.shape}.")
+        raise ValueError(f"`adata.obsm[{use_rep!r}]` must be 2-D (cells x dims), got shape {x.shape}.")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise ValueError(f"`adata.obsm[{use_rep!r}]` must hold real numbers, got dtype {x.dtype}.")
     if n_dims is not None:
+        if isinstance(n_dims, bool) or not isinstance(n_dims, (int, np.integer)):
+            raise TypeError(f"`n_dims` must be a whole number of components, got {n_dims!r}.")
         if not 1 <= n_dims <= x.shape[1]:
             raise ValueError(f"`n_dims` must be between 1 and {x.shape[1]} for `{use_rep}`, got {n_dims}.")
         x = x[:, :n_dims]
