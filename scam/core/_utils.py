@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import os
+import time
 
 import numpy as np
 import torch
@@ -66,3 +70,38 @@ def check_types(obj, *, ints=(), numbers=(), strings=()) -> None:
         value = getattr(obj, field)
         if not isinstance(value, str):
             raise TypeError(f"{name}.{field} must be a string, got {value!r}.")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Set torch's intra-op CPU threads to ``n`` inside the block and restore them after (``None``: no change)."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+        _OWN_LOAD.update(end=time.monotonic(), threads=int(n))
+
+
+_OWN_LOAD = {"end": 0.0, "threads": 0}  # this process's last fit: it still weighs on the load average
+
+
+def cpu_threads() -> int:
+    """torch's CPU threads, reduced by the cores other jobs keep busy (1-minute load average, less what
+    this process's own previous fit left in it: the average decays with a 60 s time constant)."""
+    n = torch.get_num_threads()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        return n
+    own = _OWN_LOAD["threads"] * math.exp(-(time.monotonic() - _OWN_LOAD["end"]) / 60.0)
+    busy = int(round(max(0.0, load - own)))
+    free = max(1, (os.cpu_count() or n) - busy)
+    if free < n:
+        logger.info("scam: %d of %d cores busy with other jobs: training with %d torch thread(s)", busy,
+                    os.cpu_count() or n, free)
+    return min(n, free)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from ._utils import check_types, logger, make_rng, resolve_device, torch_generator
+from ._utils import check_types, cpu_threads, logger, make_rng, resolve_device, torch_generator, torch_threads
 from .losses import ESTIMATORS, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
@@ -230,6 +230,7 @@ def fit(
     rng: int | np.random.Generator | None = 0,
     device: str | torch.device = "auto",
     progress: bool = True,
+    threads: int | str | None = "auto",
 ) -> ActionModel:
     """Learn an Action Matching model from time-labelled snapshots.
 
@@ -255,6 +256,12 @@ def fit(
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, or a torch device.
     progress
         Show a tqdm progress bar.
+    threads
+        torch CPU threads for the duration of the fit (restored afterwards). ``"auto"``: torch's own
+        setting on a quiet machine, fewer when other jobs keep the cores busy (cores minus the 1-minute
+        load average, at least 1): with 2 threads beside another 2-thread job a fit took 30x its quiet
+        wall time (15x the CPU time: OpenMP threads spinning for cores they do not get), with 1 thread
+        2x (``benchmarks/threads.py``). ``None`` leaves torch's setting; an integer sets it.
 
     Returns
     -------
@@ -262,6 +269,16 @@ def fit(
         With ``history`` holding ``step``, ``loss`` (mean training loss since the last evaluation)
         and ``val_loss`` (EMA weights, fixed validation batch).
     """
+    if threads == "auto":
+        threads = None if resolve_device(device).type == "cuda" else cpu_threads()
+    elif threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise ValueError(f"`threads` must be 'auto', None or a whole number >= 1, got {threads!r}.")
+    with torch_threads(threads):
+        return _fit(xs, times, masses=masses, log_growth=log_growth, network=network, config=config, rng=rng,
+                    device=device, progress=progress)
+
+
+def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progress) -> ActionModel:
     config = config or TrainConfig()
     if log_growth is not None:
         if config.growth_weight == 0:
