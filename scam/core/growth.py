@@ -32,7 +32,6 @@ informative neighbour it stays pure transport, and with unequal masses every cel
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -299,8 +299,8 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng):
        cells are weighted by the mean ``exp(r_j du)`` of their targets, the plan re-solved), or else
        the rates with which its source cells arrived from the previous gap. Growth is a property of
        a lineage: a branch that dies after day 2 was dying just before it too.
-    3. A gap with no informative neighbour stays pure transport (with unequal masses: growth only
-       where the change of total mass forces it).
+    3. A gap with no informative neighbour stays pure transport (with unequal masses every cell grows
+       alike, by the change of total mass).
     """
     n_gaps = len(xs) - 1
     du = np.diff(times)
