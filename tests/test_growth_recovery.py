@@ -1,11 +1,12 @@
 """Issue 5: branch-specific growth on the branching system (0.8 proliferating, -0.6 dying).
 
-What decides whether per-branch rates are recoverable is the path between snapshots: the default
-balanced OT plan (pair masses interpolated geometrically, one growth rate for all pairs of a segment)
-explains the change in branch composition by moving mass *across* branches, so the learned dying
-branch does not die. Plans that carry growth (unbalanced OT, or OT weighted by a per-cell prior) keep
-mass within branches. Fast: path checks without training (the learned rates are measured by
-benchmarks/growth.py, whose fits take minutes).
+What decides whether per-branch rates are recoverable is the path between snapshots: a balanced OT
+plan (pair masses interpolated geometrically, one growth rate for all pairs of a segment) explains the
+change in branch composition by moving mass *across* branches. Plans that carry growth (unbalanced OT,
+or OT weighted by a per-cell prior) keep mass within branches. The first test checks the paths (no
+training); the second trains a model with a noisy per-cell prior (marked slow). The default
+("weighted" plans, growth from the data alone) is checked in tests/test_ground_truth.py and
+tests/test_growth_evidence.py.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def test_default_coupling_moves_mass_across_branches(branching):
     assert c_uot.sum() < 0.25 * c_ot.sum() and c_w.sum() < 0.5 * c_ot.sum()
 
 
+@pytest.mark.slow
 def test_per_cell_prior_recovers_branch_rates():
     """With a noisy per-cell prior (what scam.pp.score_growth gives on real data) the learned growth
     rate of each branch is within 15% of the truth (0.8 / -0.6) at the interior time points."""
