@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from scam import demo
 
 
+@pytest.mark.slow
 def test_demo_quick(tmp_path):
     out = tmp_path / "demo"
     assert demo.main(["--out", str(out), "--quick"]) == 0

@@ -28,6 +28,7 @@ def geodesic_model(geodesic):
     return fit(geodesic.xs, geodesic.times, network=SMALL, config=TrainConfig(n_steps=1500), rng=0, progress=False)
 
 
+@pytest.mark.slow
 def test_gaussian_geodesic_velocity(geodesic, geodesic_model):
     """Learned grad s matches the closed-form W2-geodesic velocity (relative L2 <= 10%)."""
     rng = np.random.default_rng(1)
@@ -79,6 +80,7 @@ class _GeodesicPotential(nn.Module):
         return phi + self.perturb * torch.sin(z[:, 0] + t)
 
 
+@pytest.mark.slow
 def test_loss_is_minimised_by_true_potential(geodesic, geodesic_model):
     """The AM objective is smallest at the true potential: perturbing it raises the loss."""
     z = [(x - geodesic_model.shift) / geodesic_model.scale for x in geodesic.xs]
@@ -92,6 +94,7 @@ def test_loss_is_minimised_by_true_potential(geodesic, geodesic_model):
     assert losses[0.0] < losses[-0.3] - 1e-3
 
 
+@pytest.mark.slow
 def test_entropic_beats_balanced_on_ou():
     """OU process: entropic AM predicts the marginal at an unobserved time; balanced AM does worse."""
     tc = ornstein_uhlenbeck(800, times=(0.0, 1.0, 2.0), theta=1.0, sigma=1.0, std0=0.1, rng=0)
@@ -138,6 +141,7 @@ def test_linear_growth_closed_form():
     np.testing.assert_allclose((w[:, None] * (x0 + GROWTH_B * t)).sum(0) / w.sum(), (1 + GROWTH_LAM) * GROWTH_B * t, atol=0.01)
 
 
+@pytest.mark.slow
 def test_paper_unbalanced_am_recovers_its_own_growth_field():
     """The paper's single potential (``growth_model="potential"``) recovers a growth field of its own
     form ``g = lambda phi``, the drift and the mass ratio. (On one Gaussian this field is not

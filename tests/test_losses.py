@@ -71,6 +71,7 @@ def gradient_variance(net, path, estimator, n_batches=60, batch=256):
     return float(np.var(np.array(grads), axis=0).sum())
 
 
+@pytest.mark.slow
 def test_pathwise_gradients_are_quieter_near_the_optimum():
     """Gaussian W2 geodesic, near the fitted potential: the boundary estimator's gradient noise
     (its ds/dt and end-point terms cancel only in expectation) is >= 10x the pathwise one's."""

@@ -102,6 +102,7 @@ def test_default_fit_records_its_decisions(branching):
     assert_untouched(adata, before)
 
 
+@pytest.mark.slow
 def test_velocity_in_data_units(branching):
     """Rescaling the embedding by c and time by a factor rescales the velocity by c / factor."""
     a = branching.copy()
@@ -150,6 +151,7 @@ def test_holdout_removed_before_anything(branching, monkeypatch):
     assert np.isfinite(adata.obsm["action_matching_velocity"][~kept.to_numpy()]).all()
 
 
+@pytest.mark.slow
 def test_growth_modes(branching):
     truth_masses = branching.uns["simulation"]["masses"]
     masses = {t: m for t, m in zip([2.0, 3.0, 4.0, 5.0, 6.0], truth_masses)}
@@ -204,6 +206,13 @@ def test_fate_probabilities_follow_branches(balanced_branches):
     early = fitted.obs.loc[anc.index, "branch"]
     assert anc.loc[early == "proliferating", "proliferating"].sum() > 0.8
     assert anc.loc[early == "dying", "dying"].sum() > 0.8
+    # copy=True: scanpy's convention, the modified copy comes back (the table in its obsm), adata untouched
+    for tool in (scam.tl.fate_probabilities, scam.tl.ancestors):
+        before = snapshot(fitted)
+        out = tool(fitted, source_time=2.0, target_time=4.0, groupby="branch", key_added="copied", copy=True)
+        assert isinstance(out, ad.AnnData) and "copied" in out.obsm and "copied" not in fitted.obsm
+        assert_untouched(fitted, before)
+    np.testing.assert_allclose(out.obsm["copied"].loc[anc.index].to_numpy(), anc.to_numpy())
 
 
 def test_couplings_shape_for_cellrank(fitted):

@@ -112,6 +112,7 @@ def test_uot_needs_growth():
         fit([x0, x1], [0.0, 1.0], config=TrainConfig(coupling="uot", n_steps=5), progress=False)
 
 
+@pytest.mark.slow
 def test_uot_model_learns_the_death_profile():
     """Pushed with its weights, the dying cluster keeps (1 - t)^2 of its mass: share 0.2 at t = 1/2."""
     x0, x1 = dying_cluster(400)

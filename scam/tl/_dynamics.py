@@ -148,7 +148,7 @@ def fate_probabilities(
     rng: int | np.random.Generator | None = 0,
     key_added: str = "fate_probabilities",
     copy: bool = False,
-) -> pd.DataFrame | tuple[pd.DataFrame, AnnData]:
+) -> pd.DataFrame | AnnData:
     """Probability that each cell at ``source_time`` ends in each group observed at ``target_time``.
 
     Cells are pushed with the model to ``target_time`` and assigned to the groups of their
@@ -175,11 +175,12 @@ def fate_probabilities(
     key_added
         Where to write.
     copy
-        Return ``(table, adata copy)`` instead of writing to ``adata``.
+        Write into a copy of ``adata`` and return that copy (the table is its ``obsm[key_added]``), as scanpy's
+        tools do, instead of writing to ``adata`` and returning the table.
 
     Returns
     -------
-    A DataFrame (source cells x groups, rows sum to 1); also writes
+    A DataFrame (source cells x groups, rows sum to 1), or with ``copy=True`` the modified copy; writes
     ``adata.obsm[key_added]`` (the same table for all cells, NaN for cells not at ``source_time``) and
     ``adata.uns[key_added]`` with ``'params'``, ``'groups'``, ``'weights'`` (each source cell's
     normalised descendant mass; uniform for balanced models), and, when ``groupby`` is also defined
@@ -230,7 +231,7 @@ def fate_probabilities(
         adata = adata.copy()
     adata.obsm[key_added] = full
     adata.uns[key_added] = entry
-    return (table, adata) if copy else table
+    return adata if copy else table
 
 
 def ancestors(
@@ -244,7 +245,7 @@ def ancestors(
     n_neighbors: int = 15,
     key_added: str = "ancestors",
     copy: bool = False,
-) -> pd.DataFrame | tuple[pd.DataFrame, AnnData]:
+) -> pd.DataFrame | AnnData:
     """Ancestors of groups observed at a later time among the cells of an earlier time.
 
     The cells of each group at ``target_time`` are pulled back with the model to ``source_time``
@@ -269,13 +270,15 @@ def ancestors(
     key_added
         Where to write.
     copy
-        Return ``(table, adata copy)`` instead of writing to ``adata``.
+        Write into a copy of ``adata`` and return that copy (the table is its ``obsm[key_added]``), as scanpy's
+        tools do, instead of writing to ``adata`` and returning the table.
 
     Returns
     -------
     A DataFrame (``source_time`` cells x groups): the share of each group's ancestral mass carried by
     each early cell (columns sum to 1; unbalanced models weight each late cell by ``exp(-int g dt)``).
-    Also writes ``adata.obsm[key_added]`` (NaN off ``source_time``) and ``adata.uns[key_added]['params']``.
+    With ``copy=True`` the modified copy instead. Writes ``adata.obsm[key_added]`` (NaN off
+    ``source_time``) and ``adata.uns[key_added]['params']``.
     """
     if not float(source_time) < float(target_time):
         raise ValueError("`source_time` must be earlier than `target_time` for ancestors.")
@@ -306,7 +309,7 @@ def ancestors(
     adata.uns[key_added] = {"params": plain({"key": key, "source_time": float(source_time),
                                              "target_time": float(target_time), "groupby": groupby,
                                              "groups": groups, "n_neighbors": k})}
-    return (table, adata) if copy else table
+    return adata if copy else table
 
 
 def couplings(
