@@ -91,15 +91,15 @@ def main(argv=None) -> int:
     tc = make_problem(args.dim, args.cells, args.seed)
     inner = np.round(np.linspace(0.1, 0.9, 9), 10)
     ends = np.array([0.0, 1.0])
-    full_cfg = TrainConfig(n_steps=args.steps, batch_size=512, patience=10**6)
+    full_cfg = TrainConfig.from_flat(n_steps=args.steps, batch_size=512, patience=10**6)
     full_net = PotentialConfig(dim=args.dim, hidden=args.hidden, n_frequencies=args.freqs)
     models = {
         "full": (full_net, full_cfg),
-        "full, boundary est.": (full_net, TrainConfig(n_steps=args.steps, batch_size=512, patience=10**6,
+        "full, boundary est.": (full_net, TrainConfig.from_flat(n_steps=args.steps, batch_size=512, patience=10**6,
                                                      estimator="boundary")),
         "full, 4 time freqs": (PotentialConfig(dim=args.dim, hidden=args.hidden, n_frequencies=4), full_cfg),
-        "test budget": (PotentialConfig(dim=args.dim, hidden=64), TrainConfig(n_steps=1500)),
-        "independent coupling": (full_net, TrainConfig(n_steps=args.steps, batch_size=512, patience=10**6,
+        "test budget": (PotentialConfig(dim=args.dim, hidden=64), TrainConfig.from_flat(n_steps=1500)),
+        "independent coupling": (full_net, TrainConfig.from_flat(n_steps=args.steps, batch_size=512, patience=10**6,
                                                        coupling="independent")),
     }
     rows = []

@@ -23,7 +23,7 @@ from scam.core import TrainConfig, fit
 r = np.random.default_rng(0)
 xs = [r.normal(size=(1500, 2)), r.normal(size=(1500, 2)) + 2]
 while True:
-    fit(xs, [0.0, 1.0], config=TrainConfig(n_steps=2000), rng=0, progress=False, threads=2)
+    fit(xs, [0.0, 1.0], config=TrainConfig.from_flat(n_steps=2000), rng=0, progress=False, threads=2)
 """
 
 
@@ -39,7 +39,7 @@ def timed(threads: int) -> tuple[float, float]:
 
     xs = problem()
     wall, cpu = time.perf_counter(), time.process_time()
-    fit(xs, [0.0, 1.0], config=TrainConfig(n_steps=2000, patience=10**6), rng=0, progress=False, threads=threads)
+    fit(xs, [0.0, 1.0], config=TrainConfig.from_flat(n_steps=2000, patience=10**6), rng=0, progress=False, threads=threads)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 

@@ -25,7 +25,7 @@ def geodesic():
 
 @pytest.fixture(scope="module")
 def geodesic_model(geodesic):
-    return fit(geodesic.xs, geodesic.times, network=SMALL, config=TrainConfig(n_steps=1500), rng=0, progress=False)
+    return fit(geodesic.xs, geodesic.times, network=SMALL, config=TrainConfig.from_flat(n_steps=1500), rng=0, progress=False)
 
 
 @pytest.mark.slow
@@ -99,8 +99,8 @@ def test_entropic_beats_balanced_on_ou():
     """OU process: entropic AM predicts the marginal at an unobserved time; balanced AM does worse."""
     tc = ornstein_uhlenbeck(800, times=(0.0, 1.0, 2.0), theta=1.0, sigma=1.0, std0=0.1, rng=0)
     cfg = dict(n_steps=1200)
-    ent = fit(tc.xs, tc.times, network=SMALL, config=TrainConfig(sigma=1.0, **cfg), rng=0, progress=False)
-    bal = fit(tc.xs, tc.times, network=SMALL, config=TrainConfig(**cfg), rng=0, progress=False)
+    ent = fit(tc.xs, tc.times, network=SMALL, config=TrainConfig.from_flat(sigma=1.0, **cfg), rng=0, progress=False)
+    bal = fit(tc.xs, tc.times, network=SMALL, config=TrainConfig.from_flat(**cfg), rng=0, progress=False)
     mean, cov = tc.marginal(0.5)
 
     def w2_to_truth(model):
@@ -151,7 +151,7 @@ def test_paper_unbalanced_am_recovers_its_own_growth_field():
     scale = np.sqrt(np.concatenate(xs).var(axis=0).mean())  # the model's internal length unit
     model = fit(
         xs, times, masses=masses, network=SMALL,
-        config=TrainConfig(n_steps=1500, growth_weight=GROWTH_LAM * scale**2, growth_model="potential"),
+        config=TrainConfig.from_flat(n_steps=1500, growth_weight=GROWTH_LAM * scale**2, growth_model="potential"),
         rng=0, progress=False,
     )
     est = np.concatenate([model.growth_rate(x, t) for x, t in zip(xs, times)])
@@ -185,7 +185,7 @@ def test_unbalanced_path_has_snapshot_masses():
 
 def test_same_seed_same_result():
     tc = gaussian_geodesic(200, rng=0)
-    cfg = TrainConfig(n_steps=60, eval_every=20)
+    cfg = TrainConfig.from_flat(n_steps=60, eval_every=20)
     m1 = fit(tc.xs, tc.times, network=SMALL, config=cfg, rng=3, progress=False)
     m2 = fit(tc.xs, tc.times, network=SMALL, config=cfg, rng=3, progress=False)
     m3 = fit(tc.xs, tc.times, network=SMALL, config=cfg, rng=4, progress=False)
@@ -212,11 +212,11 @@ def test_growth_network_model_roundtrip_and_version_1_files(tmp_path):
     and log-weights identical); a version-1 record (no growth network) still loads."""
     import json
 
-    from scam.core import PotentialNet
+    from scam.core import PotentialNet, Scaling
 
     torch.manual_seed(0)
     cfg = PotentialConfig(dim=2, hidden=16, n_layers=2)
-    model = ActionModel(PotentialNet(cfg), shift=np.zeros(2), scale=1.0, t_min=0.0, t_max=2.0,
+    model = ActionModel(PotentialNet(cfg), scaling=Scaling(np.zeros(2), 1.0, 0.0, 2.0),
                         growth_net=PotentialNet(cfg), info={"coupling": "weighted"})
     x = np.random.default_rng(0).standard_normal((50, 2))
     rates = model.growth_rate(x, 1.0)

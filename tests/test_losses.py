@@ -76,7 +76,7 @@ def test_pathwise_gradients_are_quieter_near_the_optimum():
     """Gaussian W2 geodesic, near the fitted potential: the boundary estimator's gradient noise
     (its ds/dt and end-point terms cancel only in expectation) is >= 10x the pathwise one's."""
     tc = gaussian_geodesic(600, rng=0)
-    model = fit(tc.xs, tc.times, network=PotentialConfig(dim=2, hidden=64), config=TrainConfig(n_steps=800),
+    model = fit(tc.xs, tc.times, network=PotentialConfig(dim=2, hidden=64), config=TrainConfig.from_flat(n_steps=800),
                 rng=0, progress=False)
     z = [(x - model.shift) / model.scale for x in tc.xs]
     path = SnapshotPath(z, np.array([0.0, 1.0]), np.ones(2), coupling="ot", rng=np.random.default_rng(0))
@@ -89,12 +89,12 @@ def test_pathwise_gradients_are_quieter_near_the_optimum():
 
 def test_estimator_resolution_and_errors(snapshots):
     assert TrainConfig().resolved_estimator() == "pathwise"
-    assert TrainConfig(sigma=0.5).resolved_estimator() == "boundary"
-    assert TrainConfig(estimator="boundary").resolved_estimator() == "boundary"
+    assert TrainConfig.from_flat(sigma=0.5).resolved_estimator() == "boundary"
+    assert TrainConfig.from_flat(estimator="boundary").resolved_estimator() == "boundary"
     with pytest.raises(ValueError, match="deterministic path"):
-        TrainConfig(sigma=0.5, estimator="pathwise")
+        TrainConfig.from_flat(sigma=0.5, estimator="pathwise")
     with pytest.raises(ValueError, match="Unknown estimator"):
-        TrainConfig(estimator="mc")
+        TrainConfig.from_flat(estimator="mc")
     xs, times, _ = snapshots
     noisy = SnapshotPath(xs, times, np.ones(3), coupling="sinkhorn", sigma=0.3, rng=np.random.default_rng(0))
     batch = noisy.sample(16, np.random.default_rng(0))

@@ -66,15 +66,15 @@ def test_coupling_resolution():
     """What ``coupling='auto'`` stands for, case by case (no fitting)."""
     from scam.core import TrainConfig
 
-    unbalanced = TrainConfig(growth_weight=1.0)
+    unbalanced = TrainConfig.from_flat(growth_weight=1.0)
     assert unbalanced.resolved_coupling() == "weighted"  # growth where the data show it
     assert unbalanced.resolved_coupling(equal_masses=False) == "weighted"
     assert unbalanced.resolved_coupling(prior=True) == "ot"  # a per-cell prior weights balanced plans
-    paper = TrainConfig(growth_weight=1.0, growth_model="potential")
+    paper = TrainConfig.from_flat(growth_weight=1.0, growth_model="potential")
     assert paper.resolved_coupling() == "uot" and paper.resolved_coupling(equal_masses=False) == "ot"
     assert TrainConfig().resolved_coupling() == "ot"
-    assert TrainConfig(sigma=0.5, growth_weight=1.0).resolved_coupling() == "sinkhorn"
-    assert TrainConfig(growth_weight=1.0, coupling="uot").resolved_coupling(prior=True) == "uot"
+    assert TrainConfig.from_flat(sigma=0.5, growth_weight=1.0).resolved_coupling() == "sinkhorn"
+    assert TrainConfig.from_flat(growth_weight=1.0, coupling="uot").resolved_coupling(prior=True) == "uot"
 
 
 def test_default_fit_records_its_decisions(branching):

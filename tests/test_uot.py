@@ -109,7 +109,7 @@ def test_uot_path_masses_follow_fisher_rao_profile():
 def test_uot_needs_growth():
     x0, x1 = dying_cluster(20)
     with pytest.raises(ValueError, match="growth_weight"):
-        fit([x0, x1], [0.0, 1.0], config=TrainConfig(coupling="uot", n_steps=5), progress=False)
+        fit([x0, x1], [0.0, 1.0], config=TrainConfig.from_flat(coupling="uot", n_steps=5), progress=False)
 
 
 @pytest.mark.slow
@@ -119,7 +119,7 @@ def test_uot_model_learns_the_death_profile():
     model = fit(
         [x0, x1], [0.0, 1.0], masses=[1.0, 0.5],
         network=PotentialConfig(dim=2, hidden=64, n_layers=3),
-        config=TrainConfig(n_steps=1500, growth_weight=1.0, coupling="uot"), rng=0, progress=False,
+        config=TrainConfig.from_flat(n_steps=1500, growth_weight=1.0, coupling="uot"), rng=0, progress=False,
     )
     for t, share in ((0.25, 0.5625 / 1.5625), (0.5, 0.2)):
         pos, w = model.push(x0, 0.0, t, return_weights=True)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._utils import check_types
+
 
 @dataclass
 class PathBatch:
@@ -65,6 +67,67 @@ class PathBatch:
 
 
 ESTIMATORS = ("pathwise", "boundary")
+GROWTH_MODELS = ("separate", "potential")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """What the loss asks of the networks.
+
+    Parameters
+    ----------
+    sigma
+        Diffusion coefficient in data units; ``> 0`` trains entropic AM.
+    growth_weight
+        ``> 0`` trains an unbalanced model. With ``growth_model="separate"``: the weight of the growth
+        network's objective (it does not change what either network converges to). With
+        ``"potential"``: ``lambda`` (internal units) of the paper's growth rate ``lambda s``.
+    growth_model
+        ``"separate"`` (default): velocity ``grad s`` and growth rate ``h`` are two networks, so cells
+        can move without growing; growth is read off the path's mass changes. ``"potential"``: the
+        paper's unbalanced AM, one potential for both (``g = lambda s``): it turns motion into growth
+        on pure transport (ground-truth table in ``benchmarks/README.md``); kept as an option.
+    estimator
+        ``"auto"`` (``"pathwise"`` for deterministic paths, ``"boundary"`` for entropic ones) or one of
+        :data:`ESTIMATORS`.
+    n_probes
+        Rademacher probes of the Hutchinson Laplacian estimator (entropic AM).
+    """
+
+    sigma: float = 0.0
+    growth_weight: float = 0.0
+    growth_model: str = "separate"
+    estimator: str = "auto"
+    n_probes: int = 1
+
+    def __post_init__(self):
+        check_types(self, ints=("n_probes",), numbers=("sigma", "growth_weight"),
+                    strings=("growth_model", "estimator"))
+        for name in ("sigma", "growth_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ObjectiveConfig.{name} must be >= 0, got {getattr(self, name)}.")
+        if self.n_probes < 1:
+            raise ValueError(f"ObjectiveConfig.n_probes must be >= 1, got {self.n_probes}.")
+        if self.estimator != "auto" and self.estimator not in ESTIMATORS:
+            raise ValueError(f"Unknown estimator {self.estimator!r}; choose 'auto' or one of {ESTIMATORS}.")
+        if self.estimator == "pathwise" and self.sigma > 0:
+            raise ValueError(
+                "estimator='pathwise' needs a deterministic path (sigma = 0); use 'boundary' or 'auto' "
+                "for entropic AM."
+            )
+        if self.growth_model not in GROWTH_MODELS:
+            raise ValueError(f"Unknown growth_model {self.growth_model!r}; choose one of {GROWTH_MODELS}.")
+
+    @property
+    def separate_growth(self) -> bool:
+        """Whether growth is a network of its own (unbalanced, ``growth_model="separate"``)."""
+        return self.growth_weight > 0 and self.growth_model == "separate"
+
+    def resolved_estimator(self) -> str:
+        """The loss estimator ``"auto"`` stands for."""
+        if self.estimator != "auto":
+            return self.estimator
+        return "boundary" if self.sigma > 0 else "pathwise"
 
 
 def potential_derivatives(net: nn.Module, t: torch.Tensor, x: torch.Tensor, *, create_graph: bool):

@@ -14,6 +14,7 @@ from torchdiffeq import odeint
 
 from ._utils import make_rng, torch_generator
 from .network import PotentialConfig, PotentialNet
+from .scaling import Scaling
 
 FORMAT_VERSION = 2  # 2: optional separate growth network; version 1 files load as before
 _READABLE_VERSIONS = (1, 2)
@@ -26,18 +27,15 @@ class ActionModel:
     ``g = lambda phi`` (the paper's unbalanced AM, ``growth_net=None`` and ``growth_weight > 0``), or
     zero (balanced).
 
-    The network works in internal units: ``z = (x - shift) / scale`` and
-    ``u = (t - t_min) / (t_max - t_min)``. All public methods take and return data units
-    (the embedding's coordinates and the caller's time unit).
+    The networks work in internal units (:class:`~scam.core.scaling.Scaling` converts). All public
+    methods take and return data units (the embedding's coordinates and the caller's time unit).
 
     Parameters
     ----------
     net
         Trained :class:`~scam.core.network.PotentialNet`.
-    shift, scale
-        Centring vector ``(d,)`` and isotropic scale of the internal coordinates.
-    t_min, t_max
-        First and last observed time (data units).
+    scaling
+        Map between data and internal units.
     growth_weight
         ``lambda`` in internal units of the paper's unbalanced AM (``g = lambda phi``); ignored when
         ``growth_net`` is given.
@@ -55,10 +53,7 @@ class ActionModel:
         self,
         net: PotentialNet,
         *,
-        shift: np.ndarray,
-        scale: float,
-        t_min: float,
-        t_max: float,
+        scaling: Scaling,
         growth_weight: float = 0.0,
         sigma: float = 0.0,
         history: dict[str, np.ndarray] | None = None,
@@ -68,10 +63,9 @@ class ActionModel:
         self.net = net.eval()
         self.growth_net = None if growth_net is None else growth_net.eval()
         self.info = dict(info or {})
-        self.shift = np.asarray(shift, dtype=np.float64)
-        self.scale = float(scale)
-        self.t_min = float(t_min)
-        self.t_max = float(t_max)
+        if not isinstance(scaling, Scaling):
+            raise TypeError(f"`scaling` must be a scam.core.Scaling, got {type(scaling).__name__}.")
+        self.scaling = scaling
         self.growth_weight = float(growth_weight)
         self.sigma = float(sigma)
         self.history = history or {}
@@ -90,8 +84,29 @@ class ActionModel:
         return self.net.config.dim
 
     @property
+    def shift(self) -> np.ndarray:
+        """Centre of the internal coordinates (data units), ``(d,)``."""
+        return self.scaling.shift
+
+    @property
+    def scale(self) -> float:
+        """Isotropic scale of the internal coordinates (data units)."""
+        return self.scaling.scale
+
+    @property
+    def t_min(self) -> float:
+        """First fitted time."""
+        return self.scaling.t_min
+
+    @property
+    def t_max(self) -> float:
+        """Last fitted time."""
+        return self.scaling.t_max
+
+    @property
     def duration(self) -> float:
-        return self.t_max - self.t_min
+        """``t_max - t_min``."""
+        return self.scaling.duration
 
     @property
     def unbalanced(self) -> bool:
@@ -104,7 +119,8 @@ class ActionModel:
 
     @property
     def sigma_internal(self) -> float:
-        return self.sigma * np.sqrt(self.duration) / self.scale
+        """``sigma`` in internal units."""
+        return self.scaling.sigma_to_internal(self.sigma)
 
     def to(self, device: str | torch.device) -> "ActionModel":
         """Move the networks to ``device`` (returns self)."""
@@ -119,7 +135,7 @@ class ActionModel:
             raise ValueError(f"`x` must have shape (n_cells, {self.dim}), got {x.shape}.")
         if not np.all(np.isfinite(x)):
             raise ValueError("`x` contains NaN or infinite values.")
-        return torch.as_tensor((x - self.shift) / self.scale, dtype=torch.float32, device=self.device)
+        return torch.as_tensor(self.scaling.to_internal(x), dtype=torch.float32, device=self.device)
 
     def _u(self, t, n: int) -> torch.Tensor:
         t = np.broadcast_to(np.asarray(t, dtype=np.float64), (n,))
@@ -129,7 +145,7 @@ class ActionModel:
                 "this is extrapolation.",
                 stacklevel=3,
             )
-        return torch.as_tensor((t - self.t_min) / self.duration, dtype=torch.float32, device=self.device)
+        return torch.as_tensor(self.scaling.time_to_internal(t), dtype=torch.float32, device=self.device)
 
     def _s_grad(self, u: torch.Tensor, z: torch.Tensor):
         with torch.enable_grad():
@@ -156,7 +172,7 @@ class ActionModel:
         z = self._z(x)
         with torch.no_grad():
             s = self.net(self._u(t, len(z)), z)
-        return s.cpu().numpy().astype(np.float64) * self.scale**2 / self.duration
+        return self.scaling.potential(s.cpu().numpy().astype(np.float64))
 
     def velocity(self, x, t) -> np.ndarray:
         """Velocity ``grad phi(t, x)`` (data units per time unit), ``(n, d)``.
@@ -174,7 +190,7 @@ class ActionModel:
         """
         z = self._z(x)
         _, g = self._s_grad(self._u(t, len(z)), z)
-        return g.cpu().numpy().astype(np.float64) * self.scale / self.duration
+        return self.scaling.velocity(g.cpu().numpy().astype(np.float64))
 
     def growth_rate(self, x, t) -> np.ndarray:
         """Growth rate ``g(t, x)`` per time unit (``d log mass / dt``); zeros for balanced models.
@@ -195,7 +211,7 @@ class ActionModel:
         z = self._z(x)
         with torch.no_grad():
             g = self._growth(self._u(t, len(z)), z)
-        return g.cpu().numpy().astype(np.float64) / self.duration
+        return self.scaling.growth(g.cpu().numpy().astype(np.float64))
 
     def _growth(self, u: torch.Tensor, z: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
         """Growth rate per internal time unit (``s``: the potential at ``(u, z)``, if known)."""
@@ -265,7 +281,7 @@ class ActionModel:
             )
             stochastic = False
         z_all = self._z(x)
-        u = torch.as_tensor((times - self.t_min) / self.duration, dtype=torch.float32, device=self.device)
+        u = torch.as_tensor(self.scaling.time_to_internal(times), dtype=torch.float32, device=self.device)
         self._u(times, len(times))  # range warning
         gen = torch_generator(make_rng(rng)) if stochastic else None
         out_z, out_w = [], []
@@ -279,7 +295,7 @@ class ActionModel:
             out_w.append(lw.cpu())
         z = torch.cat(out_z, dim=1).numpy().astype(np.float64)
         logw = torch.cat(out_w, dim=1).numpy().astype(np.float64)
-        return z * self.scale + self.shift, logw
+        return self.scaling.to_data(z), logw
 
     def _ode(self, z0, u, rtol, atol):
         d = z0.shape[1]
@@ -362,10 +378,7 @@ class ActionModel:
         return {
             "format_version": FORMAT_VERSION,
             "network": self.net.config.to_dict(),
-            "shift": self.shift.tolist(),
-            "scale": self.scale,
-            "t_min": self.t_min,
-            "t_max": self.t_max,
+            **self.scaling.to_dict(),
             "growth_weight": self.growth_weight,
             "growth_network": None if self.growth_net is None else self.growth_net.config.to_dict(),
             "sigma": self.sigma,
@@ -417,10 +430,7 @@ class ActionModel:
             net,
             growth_net=growth_net,
             info=meta.get("info"),
-            shift=np.asarray(meta["shift"]),
-            scale=meta["scale"],
-            t_min=meta["t_min"],
-            t_max=meta["t_max"],
+            scaling=_scaling(meta),
             growth_weight=meta["growth_weight"],
             sigma=meta["sigma"],
         )
@@ -482,6 +492,15 @@ class ActionModel:
 
 def _state(net: PotentialNet) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+
+
+def _scaling(meta: dict) -> Scaling:
+    try:
+        return Scaling.from_dict(meta)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"The stored model is damaged (its scaling cannot be read: {err}); refit with `scam.tl.action_matching`."
+        ) from None
 
 
 def _network(config: dict, weights, device) -> PotentialNet:

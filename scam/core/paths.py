@@ -34,13 +34,51 @@ from dataclasses import dataclass
 import numpy as np
 import ot
 
-from ._utils import logger
+from ._utils import check_types, logger
 from .growth import GapGrowth, growth_evidence, growth_factors, tv_unbalanced
 
 COUPLINGS = ("weighted", "ot", "uot", "sinkhorn", "unbalanced", "independent")
 
 # Entries of dense (Sinkhorn) plans below this fraction of the largest entry are dropped.
 _PRUNE = 1e-7
+
+
+@dataclass(frozen=True)
+class PathConfig:
+    """How snapshots are joined into a path (the couplings); the defaults of :func:`build_plan` and
+    :class:`SnapshotPath` are these.
+
+    Parameters
+    ----------
+    coupling
+        ``"auto"`` (resolved by :meth:`scam.core.TrainConfig.resolved_coupling` from the objective) or
+        one of :data:`COUPLINGS`; see :class:`scam.core.TrainConfig`.
+    ot_reg, reg_m
+        Entropic regularisation and marginal relaxation of Sinkhorn/unbalanced plans, as fractions of
+        the mean squared distance between the two snapshots (``ot_reg`` is ignored when ``sigma > 0``,
+        where the Schrödinger-bridge value ``2 sigma^2 du`` is used).
+    uot_threshold
+        ``"uot"`` only: mass whose squared displacement would exceed ``uot_threshold`` times the
+        balanced plan's mean squared displacement is destroyed / created instead.
+    max_plan_size
+        Largest ``n_source x n_target`` solved as one exact plan; larger snapshots are split into random
+        chunks solved separately (memory linear in the number of cells).
+    """
+
+    coupling: str = "auto"
+    ot_reg: float = 0.01
+    reg_m: float = 1.0
+    uot_threshold: float = 3.0
+    max_plan_size: int = 6_500_000
+
+    def __post_init__(self):
+        check_types(self, ints=("max_plan_size",), numbers=("ot_reg", "reg_m", "uot_threshold"),
+                    strings=("coupling",))
+        for name in ("ot_reg", "reg_m", "uot_threshold", "max_plan_size"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PathConfig.{name} must be > 0, got {getattr(self, name)}.")
+        if self.coupling != "auto" and self.coupling not in COUPLINGS:
+            raise ValueError(f"Unknown coupling {self.coupling!r}; choose 'auto' or one of {COUPLINGS}.")
 
 
 @dataclass
@@ -136,10 +174,10 @@ def build_plan(
     *,
     coupling: str = "ot",
     reg: float = 0.05,
-    reg_m: float = 1.0,
-    max_plan_size: int = 6_500_000,
+    reg_m: float = PathConfig.reg_m,
+    max_plan_size: int = PathConfig.max_plan_size,
     source_weights: np.ndarray | None = None,
-    uot_threshold: float = 3.0,
+    uot_threshold: float = PathConfig.uot_threshold,
     growth: GapGrowth | None = None,
     rng: np.random.Generator,
 ) -> SegmentPlan:
@@ -363,11 +401,8 @@ class SnapshotPath:
     sigma
         Diffusion coefficient (internal units). ``> 0`` makes the path a Brownian bridge between the
         paired cells, and entropic plans use the Schrödinger-bridge regularisation ``2 sigma^2 du``.
-    ot_reg, reg_m
-        Entropic regularisation and marginal relaxation of Sinkhorn/unbalanced plans, as fractions of
-        the mean squared distance between the two snapshots (``ot_reg`` is ignored when ``sigma > 0``).
-    max_plan_size, uot_threshold
-        See :func:`build_plan`.
+    ot_reg, reg_m, max_plan_size, uot_threshold
+        See :class:`PathConfig` (its defaults are these).
     log_growth
         Optional per-cell prior log growth rates (per internal time unit), one array per snapshot;
         the cells of each source snapshot are weighted by ``exp(g_i du)`` in the plans.
@@ -383,11 +418,11 @@ class SnapshotPath:
         *,
         coupling: str,
         sigma: float = 0.0,
-        ot_reg: float = 0.05,
-        reg_m: float = 1.0,
-        max_plan_size: int = 6_500_000,
+        ot_reg: float = PathConfig.ot_reg,
+        reg_m: float = PathConfig.reg_m,
+        max_plan_size: int = PathConfig.max_plan_size,
         log_growth: list[np.ndarray] | None = None,
-        uot_threshold: float = 3.0,
+        uot_threshold: float = PathConfig.uot_threshold,
         rng: np.random.Generator,
     ):
         import torch

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from ._utils import check_types, cpu_threads, logger, make_rng, resolve_device, torch_generator, torch_threads
-from .losses import ESTIMATORS, action_matching_loss
+from .losses import ObjectiveConfig, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
-from .paths import COUPLINGS, SnapshotPath
+from .paths import PathConfig, SnapshotPath
+from .scaling import Scaling
 
-GROWTH_MODELS = ("separate", "potential")
 GROWTH_HIDDEN, GROWTH_LAYERS = 64, 2  # the growth network: smaller than the potential (a smooth rate)
+VAL_BATCHES = 4  # the fixed validation batch is this many training batches
+EMA_RAMP = 10  # EMA decay min(ema_decay, (1 + step) / (EMA_RAMP + step)): early weights fade fast
+LR_FLOOR = 0.1  # the cosine schedule decays to this fraction of lr
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and path settings of :func:`fit`.
+class OptimConfig:
+    """Optimiser settings of :func:`fit`.
 
     Parameters
     ----------
@@ -36,44 +39,14 @@ class TrainConfig:
     lr, weight_decay
         AdamW learning rate and weight decay.
     warmup
-        Linear learning-rate warm-up steps (then cosine decay to ``lr / 10``).
+        Linear learning-rate warm-up steps (then cosine decay to ``LR_FLOOR * lr``).
     ema_decay
         Exponential moving average of the weights (the EMA weights are returned).
     grad_clip
-        Maximum gradient norm.
+        Maximum gradient norm (0: no clipping).
     eval_every, patience
         Every ``eval_every`` steps the EMA model is scored on a fixed validation batch; training
         stops after ``patience`` evaluations without improvement and the best weights are kept.
-    coupling
-        ``"auto"``: for unbalanced models with a separate growth network (the default) and no per-cell
-        prior, ``"weighted"``: exact OT between source cells weighted by the growth the data show
-        (:mod:`scam.core.growth`: mass that an unbalanced plan destroys beyond what a pure-transport
-        null does; none: pure transport) and the target cells, each pair growing at a constant rate.
-        For the paper's single potential (``growth_model="potential"``), exact unbalanced OT
-        (``"uot"``) with equal total masses. With a per-cell growth prior, or unequal masses under
-        ``"potential"``, exact OT with the prior's weights / geometric pair masses.
-        Sinkhorn with the Schrödinger-bridge regularisation when
-        ``sigma > 0`` (or exact OT when that regularisation is below 2% of the mean squared distance,
-        where the two plans nearly agree and Sinkhorn would take minutes per pair).
-        Or one of ``"ot"``, ``"uot"`` (exact OT with a total-variation marginal penalty: cells that
-        would have to move further than ``uot_threshold`` allows die at the source and appear at the
-        target along the Fisher-Rao profile ``(1 - tau)^2`` / ``tau^2``), ``"sinkhorn"``,
-        ``"unbalanced"`` (entropic unbalanced OT, KL penalty ``reg_m``: slower, and the path's total
-        mass sags inside each gap), ``"independent"``. With unequal masses the balanced plans
-        interpolate each pair's mass geometrically, so the path's total mass follows the given
-        masses; the unbalanced objective then decides how much of the change is growth.
-    sigma
-        Diffusion coefficient in data units; ``> 0`` trains entropic AM.
-    growth_weight
-        ``> 0`` trains an unbalanced model. With ``growth_model="separate"``: the weight of the growth
-        network's objective (it does not change what either network converges to). With
-        ``"potential"``: ``lambda`` (internal units) of the paper's growth rate ``lambda s``.
-    growth_model
-        ``"separate"`` (default): velocity ``grad s`` and growth rate ``h`` are two networks, so cells
-        can move without growing; growth is read off the path's mass changes
-        (:mod:`scam.core.losses`). ``"potential"``: the paper's unbalanced AM, one potential for both
-        (``g = lambda s``): it turns motion into growth on pure transport (ground-truth table in
-        ``benchmarks/README.md``); kept as an option.
     """
 
     n_steps: int = 2000
@@ -85,56 +58,102 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 100
     patience: int = 10
-    coupling: str = "auto"
-    sigma: float = 0.0
-    growth_weight: float = 0.0
-    ot_reg: float = 0.01
-    reg_m: float = 1.0
-    uot_threshold: float = 3.0
-    max_plan_size: int = 6_500_000
-    n_probes: int = 1
-    estimator: str = "auto"
-    growth_model: str = "separate"
 
     def __post_init__(self):
-        check_types(
-            self, ints=("n_steps", "batch_size", "eval_every", "patience", "n_probes", "max_plan_size", "warmup"),
-            numbers=("lr", "weight_decay", "ema_decay", "grad_clip", "sigma", "growth_weight", "ot_reg", "reg_m",
-                     "uot_threshold"),
-            strings=("coupling", "estimator", "growth_model"),
-        )
-        for name in ("n_steps", "batch_size", "eval_every", "patience", "n_probes", "max_plan_size"):
+        check_types(self, ints=("n_steps", "batch_size", "eval_every", "patience", "warmup"),
+                    numbers=("lr", "weight_decay", "ema_decay", "grad_clip"))
+        for name in ("n_steps", "batch_size", "eval_every", "patience"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("lr", "ot_reg", "reg_m", "uot_threshold"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}.")
-        for name in ("weight_decay", "warmup", "grad_clip", "sigma", "growth_weight"):
+                raise ValueError(f"OptimConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if not self.lr > 0:
+            raise ValueError(f"OptimConfig.lr must be > 0, got {self.lr}.")
+        for name in ("weight_decay", "warmup", "grad_clip"):
             if getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}.")
+                raise ValueError(f"OptimConfig.{name} must be >= 0, got {getattr(self, name)}.")
         if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}.")
-        if self.estimator != "auto" and self.estimator not in ESTIMATORS:
-            raise ValueError(
-                f"Unknown estimator {self.estimator!r}; choose 'auto' or one of {ESTIMATORS}."
-            )
-        if self.estimator == "pathwise" and self.sigma > 0:
-            raise ValueError(
-                "estimator='pathwise' needs a deterministic path (sigma = 0); use 'boundary' or 'auto' "
-                "for entropic AM."
-            )
-        if self.growth_model not in GROWTH_MODELS:
-            raise ValueError(
-                f"Unknown growth_model {self.growth_model!r}; choose one of {GROWTH_MODELS}."
-            )
-        if self.coupling != "auto" and self.coupling not in COUPLINGS:
-            raise ValueError(
-                f"Unknown coupling {self.coupling!r}; choose 'auto' or one of {COUPLINGS}."
-            )
+            raise ValueError(f"OptimConfig.ema_decay must be in [0, 1), got {self.ema_decay}.")
+
+
+_GROUPS = {"path": PathConfig, "objective": ObjectiveConfig, "optim": OptimConfig}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of :func:`fit`, by concern: how snapshots are joined (:class:`~scam.core.paths.PathConfig`),
+    what the loss asks (:class:`~scam.core.losses.ObjectiveConfig`), how it is optimised
+    (:class:`OptimConfig`). Each setting is defined (with its default) in exactly one of them; build
+    from flat names with :meth:`from_flat`.
+
+    ``coupling="auto"`` (:attr:`PathConfig.coupling`) resolves (:meth:`resolved_coupling`) to:
+    for unbalanced models with a separate growth network (the default) and no per-cell prior,
+    ``"weighted"``: exact OT between source cells weighted by the growth the data show
+    (:mod:`scam.core.growth`: mass that an unbalanced plan destroys beyond what a pure-transport
+    null does; none: pure transport) and the target cells, each pair growing at a constant rate.
+    For the paper's single potential (``growth_model="potential"``), exact unbalanced OT
+    (``"uot"``) with equal total masses. With a per-cell growth prior, or unequal masses under
+    ``"potential"``, exact OT with the prior's weights / geometric pair masses. Sinkhorn with the
+    Schrödinger-bridge regularisation when ``sigma > 0`` (or exact OT when that regularisation is
+    below 2% of the mean squared distance, where the two plans nearly agree and Sinkhorn would take
+    minutes per pair). Or one of ``"ot"``, ``"uot"`` (exact OT with a total-variation marginal
+    penalty: cells that would have to move further than ``uot_threshold`` allows die at the source
+    and appear at the target along the Fisher-Rao profile ``(1 - tau)^2`` / ``tau^2``),
+    ``"sinkhorn"``, ``"unbalanced"`` (entropic unbalanced OT, KL penalty ``reg_m``: slower, and the
+    path's total mass sags inside each gap), ``"independent"``. With unequal masses the balanced
+    plans interpolate each pair's mass geometrically, so the path's total mass follows the given
+    masses; the unbalanced objective then decides how much of the change is growth.
+
+    Parameters
+    ----------
+    path
+        Couplings between snapshots.
+    objective
+        Diffusion, growth model and loss estimator.
+    optim
+        Optimiser, schedule and early stopping.
+    """
+
+    path: PathConfig = field(default_factory=PathConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self):
+        for name, cls in _GROUPS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise TypeError(f"TrainConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}.")
+
+    @classmethod
+    def from_flat(cls, argument: str = "config", **settings) -> "TrainConfig":
+        """Build from flat setting names (``n_steps=4000, coupling="ot"``), each routed to its group.
+
+        Parameters
+        ----------
+        argument
+            Name of the user-facing parameter the settings came in (for error messages).
+        **settings
+            Fields of :class:`~scam.core.paths.PathConfig`, :class:`~scam.core.losses.ObjectiveConfig`
+            or :class:`OptimConfig`.
+
+        Returns
+        -------
+        TrainConfig
+
+        Raises
+        ------
+        ValueError
+            For unknown names, listing the valid ones.
+        """
+        groups = {name: {} for name in _GROUPS}
+        owner = {f.name: name for name, group in _GROUPS.items() for f in fields(group)}
+        unknown = sorted(set(settings) - set(owner))
+        if unknown:
+            raise ValueError(f"Unknown option(s) {unknown} in `{argument}`; valid: {sorted(owner)}.")
+        for key, value in settings.items():
+            groups[owner[key]][key] = value
+        return cls(**{name: _GROUPS[name](**kw) for name, kw in groups.items()})
 
     def to_dict(self) -> dict:
-        """Plain dictionary."""
-        return asdict(self)
+        """Flat dictionary of every setting (names are unique across the groups)."""
+        return {k: v for name in _GROUPS for k, v in asdict(getattr(self, name)).items()}
 
     def resolved_coupling(self, *, prior: bool = False, equal_masses: bool = True) -> str:
         """The coupling ``"auto"`` stands for.
@@ -142,21 +161,20 @@ class TrainConfig:
         ``prior``: a per-cell growth prior is given; ``equal_masses``: all snapshots have the same
         total mass.
         """
-        if self.coupling != "auto":
-            return self.coupling
-        if self.sigma > 0:
+        coupling, obj = self.path.coupling, self.objective
+        if coupling != "auto":
+            return coupling
+        if obj.sigma > 0:
             return "sinkhorn"
-        if self.growth_weight == 0 or prior:
+        if obj.growth_weight == 0 or prior:
             return "ot"
-        if self.growth_model == "separate":
+        if obj.growth_model == "separate":
             return "weighted"
         return "uot" if equal_masses else "ot"
 
     def resolved_estimator(self) -> str:
         """The loss estimator ``"auto"`` stands for."""
-        if self.estimator != "auto":
-            return self.estimator
-        return "boundary" if self.sigma > 0 else "pathwise"
+        return self.objective.resolved_estimator()
 
 
 def validate_snapshots(xs, times, masses=None):
@@ -216,7 +234,7 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+    return LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def fit(
@@ -280,9 +298,60 @@ def fit(
 
 def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progress) -> ActionModel:
     config = config or TrainConfig()
+    xs, times, masses, log_growth = _check_inputs(xs, times, masses, log_growth, config)
+    coupling = config.resolved_coupling(prior=log_growth is not None, equal_masses=np.allclose(masses, masses[0]))
+    if coupling in ("uot", "unbalanced", "weighted") and config.objective.growth_weight == 0:
+        raise ValueError(
+            f"coupling={config.path.coupling!r} creates and destroys mass but growth_weight is 0 (a balanced "
+            "model conserves mass); set growth_weight > 0 or use coupling='ot'."
+        )
+    dim = xs[0].shape[1]
+    network = network or PotentialConfig(dim=dim)
+    if network.dim != dim:
+        raise ValueError(f"PotentialConfig.dim={network.dim} but the data have {dim} dimensions.")
+    rng = make_rng(rng)
+    dev = resolve_device(device)
+
+    scaling = Scaling.from_snapshots(xs, times)
+    path = _build_path(xs, times, masses, log_growth, scaling, coupling, config, rng).to(dev)
+    objective = config.objective
+    growth_cfg = None
+    if objective.separate_growth and path.changes_mass:
+        growth_cfg = PotentialConfig(
+            dim=dim, hidden=GROWTH_HIDDEN, n_layers=GROWTH_LAYERS, n_frequencies=network.n_frequencies,
+            activation=network.activation,
+        )
+    elif objective.separate_growth:
+        logger.info("scam: the data show no growth (pure transport between equal masses): growth rate 0")
+    tgen = torch_generator(rng)
+    net = _build_networks(network, growth_cfg, rng).to(dev)
+    loss_kw = dict(
+        sigma=scaling.sigma_to_internal(objective.sigma),
+        growth_weight=0.0 if objective.separate_growth and growth_cfg is None else objective.growth_weight,
+        n_probes=objective.n_probes, estimator=objective.resolved_estimator(),
+    )
+    ema, history = _train(net, path, loss_kw, config.optim, rng, tgen, progress)
+    info = {
+        "coupling": coupling,
+        "estimator": loss_kw["estimator"],
+        "growth": "none" if objective.growth_weight == 0 else (
+            "potential" if not objective.separate_growth
+            else ("network" if growth_cfg is not None else "none (no evidence)")),
+        "growth_evidence": None if path.growth is None else [g.to_dict() for g in path.growth],
+    }
+    return ActionModel(
+        ema["potential"], scaling=scaling, sigma=objective.sigma, history=history, info=info,
+        growth_weight=0.0 if objective.separate_growth else objective.growth_weight,
+        growth_net=ema["growth"] if growth_cfg is not None else None,
+    )
+
+
+def _check_inputs(xs, times, masses, log_growth, config):
+    """Validate and sort the snapshots, masses (default all ones) and growth prior."""
+    unbalanced = config.objective.growth_weight > 0
     if log_growth is not None:
-        if config.growth_weight == 0:
-            raise ValueError("`log_growth` needs an unbalanced model: set TrainConfig(growth_weight=...) > 0.")
+        if not unbalanced:
+            raise ValueError("`log_growth` needs an unbalanced model: set growth_weight > 0.")
         if len(log_growth) != len(xs) or any(np.shape(g) != (len(x),) for g, x in zip(log_growth, xs)):
             raise ValueError("`log_growth` needs one rate per cell: one (n_k,) array per snapshot.")
         if not all(np.all(np.isfinite(g)) for g in log_growth):
@@ -292,69 +361,46 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
     xs, times, masses = validate_snapshots(xs, times, masses)
     if masses is None:
         masses = np.ones(len(xs))
-    elif config.growth_weight == 0 and not np.allclose(masses, 1.0):
+    elif not unbalanced and not np.allclose(masses, 1.0):
         raise ValueError(
             "Relative masses differ between time points but growth_weight is 0 (a balanced model "
-            "conserves mass); set TrainConfig(growth_weight=...) > 0 or drop `masses`."
+            "conserves mass); set growth_weight > 0 or drop `masses`."
         )
-    coupling = config.resolved_coupling(prior=log_growth is not None, equal_masses=np.allclose(masses, masses[0]))
-    if coupling in ("uot", "unbalanced", "weighted") and config.growth_weight == 0:
-        raise ValueError(
-            f"coupling={config.coupling!r} creates and destroys mass but growth_weight is 0 (a balanced "
-            "model conserves mass); set TrainConfig(growth_weight=...) > 0 or use coupling='ot'."
-        )
-    dim = xs[0].shape[1]
-    network = network or PotentialConfig(dim=dim)
-    if network.dim != dim:
-        raise ValueError(f"PotentialConfig.dim={network.dim} but the data have {dim} dimensions.")
-    rng = make_rng(rng)
-    dev = resolve_device(device)
+    return xs, times, masses, log_growth
 
-    pooled = np.concatenate(xs)
-    shift = pooled.mean(axis=0)
-    scale = float(np.sqrt(pooled.var(axis=0).mean())) or 1.0
-    t_min, t_max = float(times[0]), float(times[-1])
-    duration = t_max - t_min
-    zs = [(x - shift) / scale for x in xs]
-    u = (times - t_min) / duration
-    sigma_u = config.sigma * math.sqrt(duration) / scale
 
+def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, config: TrainConfig, rng):
+    """Standardise the snapshots and join them by the couplings (internal units)."""
     logger.info("scam: building %s couplings between %d time points", coupling, len(xs))
-    path = SnapshotPath(
-        zs, u, masses, coupling=coupling, sigma=sigma_u, ot_reg=config.ot_reg, reg_m=config.reg_m,
-        max_plan_size=config.max_plan_size, uot_threshold=config.uot_threshold, rng=rng,
-        log_growth=None if log_growth is None else [g * duration for g in log_growth],
-    ).to(dev)
+    pc = config.path
+    return SnapshotPath(
+        [scaling.to_internal(x) for x in xs], scaling.time_to_internal(times), masses, coupling=coupling,
+        sigma=scaling.sigma_to_internal(config.objective.sigma), ot_reg=pc.ot_reg, reg_m=pc.reg_m,
+        max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold, rng=rng,
+        log_growth=None if log_growth is None else [scaling.growth_to_internal(g) for g in log_growth],
+    )
 
-    separate = config.growth_weight > 0 and config.growth_model == "separate"
-    growth_cfg = None
-    if separate and path.changes_mass:
-        growth_cfg = PotentialConfig(
-            dim=dim, hidden=GROWTH_HIDDEN, n_layers=GROWTH_LAYERS, n_frequencies=network.n_frequencies,
-            activation=network.activation,
-        )
-    elif separate:
-        logger.info("scam: the data show no growth (pure transport between equal masses): growth rate 0")
 
-    tgen = torch_generator(rng)
+def _build_networks(network: PotentialConfig, growth_cfg: PotentialConfig | None, rng) -> torch.nn.ModuleDict:
+    """The potential (and growth) networks, initialised from ``rng`` without touching torch's global seed."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(rng.integers(0, 2**62)))
         modules = {"potential": PotentialNet(network)}
         if growth_cfg is not None:
             modules["growth"] = PotentialNet(growth_cfg)
-    net = torch.nn.ModuleDict(modules)
-    net.to(dev)
+    return torch.nn.ModuleDict(modules)
+
+
+def _train(net: torch.nn.ModuleDict, path: SnapshotPath, loss_kw: dict, opt_cfg: OptimConfig, rng, tgen, progress):
+    """AdamW with warm-up and cosine decay, EMA weights, early stopping on a fixed validation batch.
+
+    Returns the EMA networks holding the best validated weights, and the history.
+    """
     ema = copy.deepcopy(net)
     for p in ema.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: _lr_factor(step, config.warmup, config.n_steps)
-    )
-    loss_kw = dict(
-        sigma=sigma_u, growth_weight=0.0 if separate and growth_cfg is None else config.growth_weight,
-        n_probes=config.n_probes, estimator=config.resolved_estimator(),
-    )
+    opt = torch.optim.AdamW(net.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay, foreach=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(step, opt_cfg.warmup, opt_cfg.n_steps))
 
     def loss_fn(nets, batch, generator):
         return action_matching_loss(
@@ -363,7 +409,7 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
         )
 
     val_rng = np.random.default_rng(rng.integers(0, 2**62))
-    val_batch = path.sample(4 * config.batch_size, val_rng)
+    val_batch = path.sample(VAL_BATCHES * opt_cfg.batch_size, val_rng)
     val_gen = torch_generator(val_rng)
     val_state = val_gen.get_state()
 
@@ -375,9 +421,9 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
     hist_step, hist_loss, hist_val = [], [], []
     best, best_state, bad = math.inf, copy.deepcopy(ema.state_dict()), 0
     running, n_running = 0.0, 0
-    bar = tqdm(range(config.n_steps), disable=not progress, desc="action matching", leave=False)
+    bar = tqdm(range(opt_cfg.n_steps), disable=not progress, desc="action matching", leave=False)
     for step in bar:
-        batch = path.sample(config.batch_size, rng)
+        batch = path.sample(opt_cfg.batch_size, rng)
         loss, _ = loss_fn(net, batch, tgen)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -386,17 +432,17 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        if opt_cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), opt_cfg.grad_clip)
         opt.step()
         sched.step()
         with torch.no_grad():
-            decay = min(config.ema_decay, (1 + step) / (10 + step))
+            decay = min(opt_cfg.ema_decay, (1 + step) / (EMA_RAMP + step))
             for pe, p in zip(ema.parameters(), net.parameters()):
                 pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
         running += float(loss.detach())
         n_running += 1
-        if (step + 1) % config.eval_every == 0 or step + 1 == config.n_steps:
+        if (step + 1) % opt_cfg.eval_every == 0 or step + 1 == opt_cfg.n_steps:
             val = evaluate()
             hist_step.append(step + 1)
             hist_loss.append(running / n_running)
@@ -407,25 +453,10 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
                 best, best_state, bad = val, copy.deepcopy(ema.state_dict()), 0
             else:
                 bad += 1
-                if bad >= config.patience:
+                if bad >= opt_cfg.patience:
                     logger.info("scam: stopping at step %d (no improvement for %d evaluations)", step + 1, bad)
                     break
     bar.close()
     ema.load_state_dict(best_state)
-    history = {
-        "step": np.asarray(hist_step),
-        "loss": np.asarray(hist_loss),
-        "val_loss": np.asarray(hist_val),
-    }
-    info = {
-        "coupling": coupling,
-        "estimator": loss_kw["estimator"],
-        "growth": "none" if config.growth_weight == 0 else (
-            "potential" if not separate else ("network" if growth_cfg is not None else "none (no evidence)")),
-        "growth_evidence": None if path.growth is None else [g.to_dict() for g in path.growth],
-    }
-    return ActionModel(
-        ema["potential"], shift=shift, scale=scale, t_min=t_min, t_max=t_max,
-        growth_weight=0.0 if separate else config.growth_weight, sigma=config.sigma, history=history,
-        growth_net=ema["growth"] if growth_cfg is not None else None, info=info,
-    )
+    history = {"step": np.asarray(hist_step), "loss": np.asarray(hist_loss), "val_loss": np.asarray(hist_val)}
+    return ema, history

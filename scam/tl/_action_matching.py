@@ -229,7 +229,7 @@ def action_matching(
     for name in ("sigma", "growth_weight"):
         if name in config:
             raise ValueError(f"Pass `{name}` as an argument of `action_matching`, not inside `config`.")
-    train_cfg = options(TrainConfig, "config", sigma=float(sigma), growth_weight=lam, **config)
+    train_cfg = TrainConfig.from_flat("config", sigma=float(sigma), growth_weight=lam, **config)
     net_cfg = options(PotentialConfig, "network", dim=n_dims, **dict(network or {}))
 
     # ---------------------------------------------------------------- work (nothing written yet)
@@ -269,7 +269,7 @@ def action_matching(
             "rng": int(seed) if isinstance(seed, (int, np.integer)) else "numpy.random.Generator",
         }),
         "times": fit_times,
-        "scaling": {"shift": model.shift, "scale": model.scale, "t_min": model.t_min, "t_max": model.t_max},
+        "scaling": model.scaling.to_dict(),
         "history": {k: np.asarray(v) for k, v in model.history.items()},
         "model": model.to(device="cpu").to_dict(),
         "fit_seconds": fit_seconds,

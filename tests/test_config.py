@@ -1,0 +1,92 @@
+"""Settings and units: each default defined once, flat names routed to their group, one owner of units."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+from scam.core import ObjectiveConfig, OptimConfig, PathConfig, Scaling, SnapshotPath, TrainConfig, build_plan
+
+
+def test_path_defaults_are_defined_once():
+    """build_plan, SnapshotPath and TrainConfig read their path defaults from PathConfig."""
+    cfg = PathConfig()
+    plan_sig = inspect.signature(build_plan).parameters
+    path_sig = inspect.signature(SnapshotPath).parameters
+    for name in ("reg_m", "max_plan_size", "uot_threshold"):
+        assert plan_sig[name].default == getattr(cfg, name)
+    for name in ("ot_reg", "reg_m", "max_plan_size", "uot_threshold"):
+        assert path_sig[name].default == getattr(cfg, name)
+    assert TrainConfig().path == cfg
+
+
+def test_from_flat_routes_each_name_to_its_group():
+    cfg = TrainConfig.from_flat(n_steps=50, coupling="ot", sigma=0.5, ot_reg=0.02)
+    assert cfg.optim == OptimConfig(n_steps=50)
+    assert cfg.path == PathConfig(coupling="ot", ot_reg=0.02)
+    assert cfg.objective == ObjectiveConfig(sigma=0.5)
+    flat = cfg.to_dict()
+    assert flat["n_steps"] == 50 and flat["sigma"] == 0.5 and flat["coupling"] == "ot"
+    assert TrainConfig.from_flat(**flat) == cfg  # the flat record round-trips
+    names = [f for group in (PathConfig, ObjectiveConfig, OptimConfig) for f in inspect.signature(group).parameters]
+    assert len(names) == len(set(names)) == len(flat)  # no setting lives in two groups
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "match"),
+    [
+        ({"n_step": 5}, ValueError, r"Unknown option\(s\) \['n_step'\] in `config`; valid: .*'n_steps'"),
+        ({"n_steps": "50"}, TypeError, "OptimConfig.n_steps must be a whole number"),
+        ({"ot_reg": 0}, ValueError, "PathConfig.ot_reg must be > 0"),
+        ({"coupling": "magic"}, ValueError, "Unknown coupling 'magic'"),
+        ({"growth_weight": -1}, ValueError, "ObjectiveConfig.growth_weight must be >= 0"),
+        ({"sigma": 0.5, "estimator": "pathwise"}, ValueError, "needs a deterministic path"),
+        ({"ema_decay": 1.0}, ValueError, r"OptimConfig.ema_decay must be in \[0, 1\)"),
+    ],
+)
+def test_bad_settings_name_the_field(settings, error, match):
+    with pytest.raises(error, match=match):
+        TrainConfig.from_flat(**settings)
+
+
+def test_groups_are_typed():
+    with pytest.raises(TypeError, match="TrainConfig.optim must be a OptimConfig"):
+        TrainConfig(optim={"n_steps": 5})
+
+
+def test_scaling_round_trips_and_keeps_velocity_the_gradient_of_the_potential():
+    """With s(u, z) = |z|^2 / 2 (internal velocity z), the data-unit potential's gradient, by central
+    differences, equals the data-unit velocity: the unit conversions agree with each other."""
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(3.0, 2.0, (200, 3)), rng.normal(-1.0, 0.5, (150, 3))]
+    sc = Scaling.from_snapshots(xs, np.array([2.0, 7.0]))
+    assert sc.duration == 5.0 and sc.t_min == 2.0
+    x = rng.normal(size=(20, 3))
+    np.testing.assert_allclose(sc.to_data(sc.to_internal(x)), x, atol=1e-12)
+    np.testing.assert_allclose(sc.time_to_internal([2.0, 4.5, 7.0]), [0.0, 0.5, 1.0])
+    pooled = sc.to_internal(np.concatenate(xs))
+    np.testing.assert_allclose(pooled.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(pooled.var(axis=0).mean(), 1.0, rtol=1e-12)
+
+    def phi(points):
+        z = sc.to_internal(points)
+        return sc.potential(0.5 * np.sum(z**2, axis=1))
+
+    eps = 1e-5
+    grad = np.stack([(phi(x + eps * e) - phi(x - eps * e)) / (2 * eps) for e in np.eye(3)], axis=1)
+    np.testing.assert_allclose(grad, sc.velocity(sc.to_internal(x)), rtol=1e-6, atol=1e-8)
+    # a growth rate of 1 per data time unit is `duration` per internal unit, and back
+    assert sc.growth(sc.growth_to_internal(0.3)) == pytest.approx(0.3)
+    assert sc.sigma_to_internal(1.0) == pytest.approx(np.sqrt(5.0) / sc.scale)
+    again = Scaling.from_dict(sc.to_dict())
+    np.testing.assert_array_equal(again.shift, sc.shift)
+    assert (again.scale, again.t_min, again.t_max) == (sc.scale, sc.t_min, sc.t_max)
+
+
+def test_scaling_refuses_degenerate_ranges():
+    with pytest.raises(ValueError, match="t_max > t_min"):
+        Scaling(np.zeros(2), 1.0, 3.0, 3.0)
+    with pytest.raises(ValueError, match="positive"):
+        Scaling(np.zeros(2), 0.0, 0.0, 1.0)
