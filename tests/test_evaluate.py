@@ -82,6 +82,11 @@ def test_subsampling_and_explicit_holdout(geodesic):
                                   baselines=("previous",), fit_kwargs=FIT, key_added="ev")
     assert (df["n_cells"] == 150).all() and len(df) == 2
     assert "ev" in adata.uns
+    # copy=True: the results go into a copy, which is returned (scanpy's convention); adata keeps its own
+    out = scam.tl.evaluate_holdout(adata, "time", holdout=0.5, n_cells=150, metrics=("w1",),
+                                   baselines=("previous",), fit_kwargs=FIT, key_added="ev2", copy=True)
+    assert isinstance(out, ad.AnnData) and "ev2" in out.uns and "ev2" not in adata.uns
+    np.testing.assert_allclose(out.uns["ev2"]["results"]["value"], df["value"].to_numpy(), rtol=1e-6)
 
 
 def test_results_survive_h5ad(evaluated, tmp_path):

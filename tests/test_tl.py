@@ -196,10 +196,10 @@ def test_fate_probabilities_follow_branches(balanced_branches):
     labels = fitted.obs.loc[table.index, "branch"]
     hit = np.mean([table.loc[i, labels[i]] > 0.5 for i in table.index])
     assert hit > 0.8, hit
-    entry = fitted.uns["fate_probabilities"]
+    entry = fitted.uns["action_matching_fates"]
     assert entry["transition"].shape == (2, 2)
     np.testing.assert_allclose(entry["transition"].sum(axis=1), 1.0)
-    assert np.isnan(fitted.obsm["fate_probabilities"].loc[fitted.obs["day"].astype(float) != 2.0].to_numpy()).all()
+    assert np.isnan(fitted.obsm["action_matching_fates"].loc[fitted.obs["day"].astype(float) != 2.0].to_numpy()).all()
     anc = scam.tl.ancestors(fitted, source_time=2.0, target_time=4.0, groupby="branch")
     np.testing.assert_allclose(anc.sum(axis=0), 1.0)
     # ancestors of the proliferating branch at day 4 sit mostly on proliferating cells at t=2
@@ -213,6 +213,12 @@ def test_fate_probabilities_follow_branches(balanced_branches):
         assert isinstance(out, ad.AnnData) and "copied" in out.obsm and "copied" not in fitted.obsm
         assert_untouched(fitted, before)
     np.testing.assert_allclose(out.obsm["copied"].loc[anc.index].to_numpy(), anc.to_numpy())
+    # default keys follow the fit's key, so two fits keep their own fates and ancestors
+    assert "action_matching_ancestors" in fitted.obsm
+    other = fitted.copy()
+    other.uns["am2"] = other.uns["action_matching"]
+    scam.tl.fate_probabilities(other, key="am2", source_time=2.0, target_time=4.0, groupby="branch")
+    np.testing.assert_allclose(other.obsm["am2_fates"].to_numpy(), other.obsm["action_matching_fates"].to_numpy())
 
 
 def test_couplings_shape_for_cellrank(fitted):
@@ -328,7 +334,8 @@ def test_copy_returns_new_object(branching):
     assert "action_matching" not in adata.uns
 
 
-WRITERS = ("action_matching", "simulate", "fate_probabilities", "ancestors")
+WRITERS = ("action_matching", "simulate", "fate_probabilities", "ancestors", "evaluate_holdout", "gene_trends",
+           "velocity_genes")
 
 
 @pytest.mark.parametrize("name", scam.tl.__all__)
@@ -345,3 +352,25 @@ def test_public_api_conventions(name):
     assert doc and "Parameters\n----------" in doc and "Returns\n-------" in doc
     for p in params:
         assert f"\n{p.name}\n" in f"\n{doc}\n" or f"{p.name}," in doc or f", {p.name}" in doc, (name, p.name)
+
+
+def test_scanpy_verbosity_governs_scam_logging(branching):
+    """scam's per-phase lines reach scanpy's log at verbosity 'info' and are hidden at 'warning'."""
+    import io
+
+    import scanpy as sc
+
+    old_verbosity, old_file = sc.settings.verbosity, sc.settings.logfile
+    try:
+        logs = {}
+        for level in ("warning", "info"):
+            sc.settings.verbosity = level
+            sc.settings.logfile = buffer = io.StringIO()
+            scam.tl.action_matching(branching.copy(), "day", growth=None, rng=0,
+                                    **{**FAST, "config": {"n_steps": 5}})
+            logs[level] = buffer.getvalue()
+    finally:
+        sc.settings.verbosity, sc.settings.logfile = old_verbosity, old_file
+    assert "couplings" not in logs["warning"]
+    assert "scam: building ot couplings between" in logs["info"]
+    assert "scam: fitted" in logs["info"]

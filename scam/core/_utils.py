@@ -1,9 +1,8 @@
-"""Small helpers shared by the engine: randomness, devices, logging."""
+"""Torch helpers of the engine: generators, devices, CPU threads (package-wide helpers: :mod:`scam._utils`)."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import time
@@ -11,19 +10,7 @@ import time
 import numpy as np
 import torch
 
-logger = logging.getLogger("scam")
-
-RngLike = "int | np.random.Generator | None"
-
-
-def make_rng(rng: int | np.random.Generator | None) -> np.random.Generator:
-    """Turn a seed, a Generator or ``None`` into a :class:`numpy.random.Generator`."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"`rng` must be an int seed, a numpy Generator or None, got {type(rng).__name__}.")
-
+from .._utils import logger
 
 def torch_generator(rng: np.random.Generator, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch Generator seeded from a numpy Generator (no global seeding)."""
@@ -50,26 +37,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     else:
         logger.info("scam: using device %s", dev)
     return dev
-
-
-def check_types(obj, *, ints=(), numbers=(), strings=()) -> None:
-    """Type checks of a settings dataclass, before its range checks: a clear ``TypeError`` naming the
-    field (``'50'`` for a number, ``2.5`` for a count)."""
-    name = type(obj).__name__
-    for field in ints:
-        value = getattr(obj, field)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name}.{field} must be a whole number, got {value!r}.")
-    for field in numbers:
-        value = getattr(obj, field)
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name}.{field} must be a number, got {value!r}.")
-        if not np.isfinite(value):
-            raise ValueError(f"{name}.{field} must be finite, got {value!r}.")
-    for field in strings:
-        value = getattr(obj, field)
-        if not isinstance(value, str):
-            raise TypeError(f"{name}.{field} must be a string, got {value!r}.")
 
 
 @contextlib.contextmanager

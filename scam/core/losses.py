@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._utils import check_types
+from .._utils import check_types
 
 
 @dataclass

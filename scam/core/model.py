@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torchdiffeq import odeint
 
-from ._utils import make_rng, torch_generator
+from ._utils import torch_generator
+from .._utils import make_rng
 from .network import PotentialConfig, PotentialNet
 from .scaling import Scaling
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import ot
 
-from ._utils import check_types, logger
+from .._utils import check_types, logger
 from .growth import GapGrowth, growth_evidence, growth_factors, tv_unbalanced
 
 COUPLINGS = ("weighted", "ot", "uot", "sinkhorn", "unbalanced", "independent")

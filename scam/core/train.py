@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from ._utils import check_types, cpu_threads, logger, make_rng, resolve_device, torch_generator, torch_threads
+from ._utils import cpu_threads, resolve_device, torch_generator, torch_threads
+from .._utils import check_types, logger, make_rng
 from .losses import ObjectiveConfig, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 from pathlib import Path
 
 import anndata as ad
@@ -13,8 +12,8 @@ import pandas as pd
 from . import _synthetic
 from ._fetch import fetch_entry, is_cached
 from ._registry import file_name, get_entry, get_registry, validate_entry
+from .._utils import logger
 
-logger = logging.getLogger("scam")
 
 
 def list_datasets(cache_dir: str | Path | None = None) -> pd.DataFrame:

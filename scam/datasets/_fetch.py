@@ -15,8 +15,8 @@ from pathlib import Path
 import pooch
 
 from ._registry import BUNDLED_DIR, file_name
+from .._utils import logger
 
-logger = logging.getLogger("scam")
 
 ENV_DATA_DIR = "SCAM_DATA_DIR"
 

@@ -29,8 +29,8 @@ import numpy as np
 
 from ._fetch import sha256_of
 from ._registry import file_name, get_entry
+from .._utils import logger
 
-logger = logging.getLogger("scam")
 
 DAYS = (2, 3, 4, 7)
 N_PER_DAY = 1000

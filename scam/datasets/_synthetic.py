@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from scipy.linalg import sqrtm
 
-from ..core._utils import make_rng
+from .._utils import make_rng
 
 
 @dataclass

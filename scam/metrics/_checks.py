@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from ..core._utils import make_rng
+from .._utils import make_rng
 
 
 def as_points(x, name: str) -> np.ndarray:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.spatial.distance import cdist, pdist
 
-from ..core._utils import make_rng
+from .._utils import make_rng
 from ._checks import prepare
 
 #: Multiples of the median pairwise distance used as default bandwidths.

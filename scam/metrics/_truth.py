@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..core._utils import make_rng
+from .._utils import make_rng
 
 
 def velocity_error(field: Callable, truth, times: Sequence[float], *, n_cells: int = 2000, rng=0) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-import logging
 import re
 from collections.abc import Sequence
 from importlib import resources
@@ -13,8 +12,8 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 from anndata import AnnData
+from .._utils import logger
 
-logger = logging.getLogger("scam")
 
 ORGANISMS = ("human", "mouse")
 KINDS = ("proliferation", "apoptosis")

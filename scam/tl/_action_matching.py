@@ -10,7 +10,7 @@ import pandas as pd
 from anndata import AnnData
 
 from ..core import ActionModel, PotentialConfig, TrainConfig, fit
-from ..core._utils import logger, make_rng
+from .._utils import logger, make_rng
 from ..core.growth import GRID
 from ._utils import DEFAULT_KEY, check_key, embedding, numeric_times, options, plain
 

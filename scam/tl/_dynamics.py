@@ -8,8 +8,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 from sklearn.neighbors import NearestNeighbors
 
-from ..core._utils import make_rng
-from ._utils import DEFAULT_KEY, fit_embedding, get_model, plain, select_cells
+from .._utils import make_rng
+from ._utils import DEFAULT_KEY, check_key, fit_embedding, get_model, plain, select_cells
 
 
 def _time_index(t_all: np.ndarray, value: float, name: str) -> np.ndarray:
@@ -72,6 +72,7 @@ def simulate(
     ``(T, n_cells)`` (``int g dt``; zeros for balanced models), ``'cells'`` (obs positions of the
     starting cells), ``'source_time'`` and ``'params'``.
     """
+    key_added = check_key(key_added or f"{key}_simulation")
     x_all, t_all, params = fit_embedding(adata, key)
     model = get_model(adata, key=key)
     fitted = np.asarray(adata.uns[key]["times"], dtype=float)
@@ -107,7 +108,7 @@ def simulate(
     }
     if copy:
         adata = adata.copy()
-    adata.uns[key_added or f"{key}_simulation"] = entry
+    adata.uns[key_added] = entry
     return adata if copy else None
 
 
@@ -146,7 +147,7 @@ def fate_probabilities(
     n_neighbors: int = 15,
     n_samples: int = 10,
     rng: int | np.random.Generator | None = 0,
-    key_added: str = "fate_probabilities",
+    key_added: str | None = None,
     copy: bool = False,
 ) -> pd.DataFrame | AnnData:
     """Probability that each cell at ``source_time`` ends in each group observed at ``target_time``.
@@ -173,7 +174,7 @@ def fate_probabilities(
     rng
         Seed or Generator.
     key_added
-        Where to write.
+        Where to write; default ``f'{key}_fates'`` (so fits under different keys keep their own fates).
     copy
         Write into a copy of ``adata`` and return that copy (the table is its ``obsm[key_added]``), as scanpy's
         tools do, instead of writing to ``adata`` and returning the table.
@@ -187,6 +188,7 @@ def fate_probabilities(
     at ``source_time``, ``'source_groups'`` and ``'transition'``: the weighted group-to-group
     transition matrix (rows: source groups, columns: target groups).
     """
+    key_added = check_key(key_added or f"{key}_fates")
     x_all, t_all, params, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
     labels = adata.obs[groupby].astype("category")
     tgt_labels = labels[tgt]
@@ -243,7 +245,7 @@ def ancestors(
     groupby: str,
     groups=None,
     n_neighbors: int = 15,
-    key_added: str = "ancestors",
+    key_added: str | None = None,
     copy: bool = False,
 ) -> pd.DataFrame | AnnData:
     """Ancestors of groups observed at a later time among the cells of an earlier time.
@@ -268,7 +270,7 @@ def ancestors(
     n_neighbors
         Neighbours among ``source_time`` cells receiving each pulled-back cell.
     key_added
-        Where to write.
+        Where to write; default ``f'{key}_ancestors'``.
     copy
         Write into a copy of ``adata`` and return that copy (the table is its ``obsm[key_added]``), as scanpy's
         tools do, instead of writing to ``adata`` and returning the table.
@@ -282,6 +284,7 @@ def ancestors(
     """
     if not float(source_time) < float(target_time):
         raise ValueError("`source_time` must be earlier than `target_time` for ancestors.")
+    key_added = check_key(key_added or f"{key}_ancestors")
     x_all, t_all, _, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
     labels = adata.obs[groupby].astype(str).to_numpy()
     present = pd.unique(labels[tgt])

@@ -10,10 +10,10 @@ import ot
 import pandas as pd
 from anndata import AnnData
 
-from ..core._utils import logger, make_rng
+from .._utils import logger, make_rng
 from ..metrics import mmd, wasserstein
 from ._action_matching import action_matching
-from ._utils import embedding, get_model, numeric_times, plain
+from ._utils import check_key, embedding, get_model, numeric_times, plain
 
 METRICS = ("w1", "w2", "mmd")
 BASELINES = ("previous", "ot_interpolation", "ot_midpoint")
@@ -70,7 +70,8 @@ def evaluate_holdout(
     n_seeds: int = 1,
     rng: int | np.random.Generator | None = 0,
     key_added: str = "holdout_eval",
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> pd.DataFrame | AnnData:
     """Leave-one-time-point-out evaluation of :func:`scam.tl.action_matching` against baselines.
 
     For every held-out time ``h``, a model is trained with ``h`` removed before anything else
@@ -107,10 +108,13 @@ def evaluate_holdout(
         Seed or Generator for subsampling and training.
     key_added
         Results are stored in ``adata.uns[key_added]``.
+    copy
+        Write the results into a copy of ``adata`` and return that copy (scanpy's convention; the table
+        is then ``pd.DataFrame(copy.uns[key_added]['results'])``).
 
     Returns
     -------
-    pandas.DataFrame
+    pandas.DataFrame (or, with ``copy=True``, the modified copy of ``adata``)
         One row per held-out time, method, metric and seed, with columns ``holdout_time``,
         ``method`` (``'scam'`` or a baseline), ``metric``, ``value``, ``n_cells`` (cells scored at
         the held-out time), ``fit_seconds`` (training time; 0 for baselines) and ``seed``.
@@ -124,6 +128,7 @@ def evaluate_holdout(
     >>> df = scam.tl.evaluate_holdout(adata, "day", n_dims=5)  # doctest: +SKIP
     """
     # ---------------------------------------------------------------- validation, before any work
+    check_key(key_added)
     t_all = numeric_times(adata, time_key)
     x_all = embedding(adata, use_rep, n_dims)
     if not np.all(np.isfinite(x_all)):
@@ -207,6 +212,8 @@ def evaluate_holdout(
                     value = _score(m, pos, weights, x_h, np.random.default_rng(0))
                     rows.append((float(h), method, m, float(value), len(x_h), float(seconds), seed))
     df = pd.DataFrame(rows, columns=["holdout_time", "method", "metric", "value", "n_cells", "fit_seconds", "seed"])
+    if copy:
+        adata = adata.copy()
     adata.uns[key_added] = {
         "results": {c: df[c].to_numpy() for c in df.columns},
         "params": plain({
@@ -216,4 +223,4 @@ def evaluate_holdout(
             "n_cells": n_cells, "n_seeds": n_seeds, "seeds": seeds,
         }),
     }
-    return df
+    return adata if copy else df

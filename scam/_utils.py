@@ -1,0 +1,63 @@
+"""Private helpers of the whole package (every room may import them): logging, randomness, settings checks.
+
+Logging: every module logs to the standard ``"scam"`` logger; its records are passed on to scanpy's
+logger, so ``sc.settings.verbosity`` (and ``sc.settings.logfile``) govern them as they do scanpy's own
+messages ("info" shows scam's per-phase lines, the default "warning" hides them).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+
+class _ToScanpy(logging.Handler):
+    """Pass records to scanpy's logging (its level, set by ``sc.settings.verbosity``, decides)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from scanpy import logging as logg
+        except ImportError:  # scanpy is a dependency; without it, fall back to the standard handlers
+            logging.getLogger().handle(record)
+            return
+        level = record.levelno
+        send = logg.error if level >= logging.ERROR else logg.warning if level >= logging.WARNING else (
+            logg.info if level >= logging.INFO else logg.debug)
+        send(record.getMessage())
+
+
+logger = logging.getLogger("scam")
+if not any(isinstance(h, _ToScanpy) for h in logger.handlers):
+    logger.addHandler(_ToScanpy())
+    logger.setLevel(logging.DEBUG)  # scanpy's verbosity filters
+    logger.propagate = False
+
+
+def make_rng(rng: int | np.random.Generator | None) -> np.random.Generator:
+    """Turn a seed, a Generator or ``None`` into a :class:`numpy.random.Generator`."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"`rng` must be an int seed, a numpy Generator or None, got {type(rng).__name__}.")
+
+
+def check_types(obj, *, ints=(), numbers=(), strings=()) -> None:
+    """Type checks of a settings dataclass, before its range checks: a clear ``TypeError`` naming the
+    field (``'50'`` for a number, ``2.5`` for a count)."""
+    name = type(obj).__name__
+    for field in ints:
+        value = getattr(obj, field)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name}.{field} must be a whole number, got {value!r}.")
+    for field in numbers:
+        value = getattr(obj, field)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name}.{field} must be a number, got {value!r}.")
+        if not np.isfinite(value):
+            raise ValueError(f"{name}.{field} must be finite, got {value!r}.")
+    for field in strings:
+        value = getattr(obj, field)
+        if not isinstance(value, str):
+            raise TypeError(f"{name}.{field} must be a string, got {value!r}.")
