@@ -90,3 +90,25 @@ def test_scaling_refuses_degenerate_ranges():
         Scaling(np.zeros(2), 1.0, 3.0, 3.0)
     with pytest.raises(ValueError, match="positive"):
         Scaling(np.zeros(2), 0.0, 0.0, 1.0)
+
+
+def test_plans_use_at_most_max_cells_per_snapshot():
+    """Large snapshots enter the couplings as a subsample of max_cells cells (the prior follows its
+    cells); smaller ones whole; the fit records what it used."""
+    from scam.core import fit
+    from scam.core.train import plan_subsample
+
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(500, 2)), rng.normal(size=(80, 2)) + 1]
+    prior = [x[:, 0] * 10 for x in xs]  # a rate that identifies its cell
+    sub, sub_prior = plan_subsample(xs, prior, 100, np.random.default_rng(1))
+    assert [len(x) for x in sub] == [100, 80]
+    np.testing.assert_array_equal(sub[1], xs[1])
+    np.testing.assert_array_equal(sub_prior[0], sub[0][:, 0] * 10)
+    assert len({tuple(r) for r in sub[0]}) == 100  # without replacement
+    assert plan_subsample(xs, None, None, rng)[0] is xs
+    model = fit(xs, [0.0, 1.0], config=TrainConfig.from_flat(n_steps=5, max_cells=100), progress=False)
+    assert model.info["plan_cells"] == [100, 80]
+    assert set(model.info["seconds"]) == {"plans", "training"} and model.info["steps"] == 5
+    # the scaling still sees every cell
+    np.testing.assert_allclose(model.shift, np.concatenate(xs).mean(axis=0))

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import ot
+from tqdm import tqdm
 
 from .._utils import check_types, logger
 from .growth import GapGrowth, growth_evidence, growth_factors, tv_unbalanced
@@ -63,6 +64,13 @@ class PathConfig:
     max_plan_size
         Largest ``n_source x n_target`` solved as one exact plan; larger snapshots are split into random
         chunks solved separately (memory linear in the number of cells).
+    max_cells
+        Plans are sized to what training consumes: a snapshot with more cells than this enters the
+        couplings as a uniform random subsample of ``max_cells`` cells (drawn from the fit's ``rng``;
+        the masses and the scaling still use every cell). Training draws ``n_steps x batch_size``
+        path points in all (512,000 by default), so each kept cell is still used several times, and
+        the plans' cost, which grows with the number of chunks, stops growing with the atlas.
+        ``None``: every cell. See ``benchmarks/README.md`` (scale) for held-out W1 with and without.
     """
 
     coupling: str = "auto"
@@ -70,6 +78,7 @@ class PathConfig:
     reg_m: float = 1.0
     uot_threshold: float = 3.0
     max_plan_size: int = 6_500_000
+    max_cells: int | None = 20_000
 
     def __post_init__(self):
         check_types(self, ints=("max_plan_size",), numbers=("ot_reg", "reg_m", "uot_threshold"),
@@ -77,6 +86,10 @@ class PathConfig:
         for name in ("ot_reg", "reg_m", "uot_threshold", "max_plan_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PathConfig.{name} must be > 0, got {getattr(self, name)}.")
+        if self.max_cells is not None:
+            check_types(self, ints=("max_cells",))
+            if self.max_cells < 2:
+                raise ValueError(f"PathConfig.max_cells must be >= 2 or None, got {self.max_cells}.")
         if self.coupling != "auto" and self.coupling not in COUPLINGS:
             raise ValueError(f"Unknown coupling {self.coupling!r}; choose 'auto' or one of {COUPLINGS}.")
 
@@ -327,7 +340,7 @@ def cell_rates(plan: SegmentPlan, n_cells: int, du: float, side: str) -> np.ndar
     return np.divide(num, den, out=np.zeros(n_cells), where=den > 0)
 
 
-def _weighted_plans(xs, times, masses, max_plan_size, rng):
+def _weighted_plans(xs, times, masses, max_plan_size, rng, progress=False):
     """Plans of the ``"weighted"`` coupling: growth where the data show it, inherited elsewhere.
 
     1. Every gap is tested (:func:`~scam.core.growth.growth_evidence`); a gap with evidence gets its
@@ -343,7 +356,7 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng):
     n_gaps = len(xs) - 1
     du = np.diff(times)
     evidence = []
-    for k in range(n_gaps):
+    for k in tqdm(range(n_gaps), disable=not progress, desc="growth evidence", leave=False):
         gap = growth_evidence(xs[k], xs[k + 1], masses[k], masses[k + 1], rng=rng)
         evidence.append(gap)
         logger.info(
@@ -358,7 +371,11 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng):
         return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="weighted",
                           growth=evidence[k], max_plan_size=max_plan_size, rng=rng)
 
-    plans = [plan(k) if evidence[k].threshold is not None else None for k in range(n_gaps)]
+    bar = tqdm(total=n_gaps, disable=not progress, desc="couplings (weighted)", leave=False)
+    plans = []
+    for k in range(n_gaps):
+        plans.append(plan(k) if evidence[k].threshold is not None else None)
+        bar.update(plans[-1] is not None)
 
     def informative(rates):
         return np.ptp(rates) > 1e-6
@@ -382,6 +399,8 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng):
             if informative(rates):
                 plans[k] = plan(k, np.exp(rates * du[k]))
     plans = [plan(k) if p is None else p for k, p in enumerate(plans)]
+    bar.update(n_gaps - bar.n)
+    bar.close()
     return plans, evidence
 
 
@@ -424,6 +443,7 @@ class SnapshotPath:
         log_growth: list[np.ndarray] | None = None,
         uot_threshold: float = PathConfig.uot_threshold,
         rng: np.random.Generator,
+        progress: bool = False,
     ):
         import torch
 
@@ -433,8 +453,9 @@ class SnapshotPath:
         self.plans: list[SegmentPlan] = []
         self.growth: list[GapGrowth] | None = None
         if coupling == "weighted":
-            self.plans, self.growth = _weighted_plans(xs, self.times, self.masses, max_plan_size, rng)
-        for k in range(len(xs) - 1 if coupling != "weighted" else 0):
+            self.plans, self.growth = _weighted_plans(xs, self.times, self.masses, max_plan_size, rng, progress)
+        gaps = range(len(xs) - 1 if coupling != "weighted" else 0)
+        for k in tqdm(gaps, disable=not progress or not len(gaps), desc=f"couplings ({coupling})", leave=False):
             du = self.times[k + 1] - self.times[k]
             sub0 = xs[k][rng.choice(len(xs[k]), min(len(xs[k]), 500), replace=False)]
             sub1 = xs[k + 1][rng.choice(len(xs[k + 1]), min(len(xs[k + 1]), 500), replace=False)]

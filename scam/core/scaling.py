@@ -47,11 +47,15 @@ class Scaling:
             raise ValueError(f"Scaling needs t_max > t_min, got [{self.t_min}, {self.t_max}].")
 
     @classmethod
-    def from_snapshots(cls, xs: list[np.ndarray], times: np.ndarray) -> "Scaling":
-        """Centre and scale of the pooled cells; time range of ``times`` (sorted)."""
-        pooled = np.concatenate(xs)
-        scale = float(np.sqrt(pooled.var(axis=0).mean())) or 1.0
-        return cls(pooled.mean(axis=0), scale, float(np.min(times)), float(np.max(times)))
+    def from_snapshots(cls, xs: list[np.ndarray], times: np.ndarray, chunk: int = 1 << 18) -> "Scaling":
+        """Centre and scale of the pooled cells (in float64, ``chunk`` rows at a time: no pooled copy);
+        time range of ``times``."""
+        n = sum(len(x) for x in xs)
+        total = sum(x[i : i + chunk].sum(axis=0, dtype=np.float64) for x in xs for i in range(0, len(x), chunk))
+        mean = total / n
+        sq = sum(((x[i : i + chunk] - mean) ** 2).sum(axis=0) for x in xs for i in range(0, len(x), chunk))
+        scale = float(np.sqrt(np.mean(sq / n))) or 1.0
+        return cls(mean, scale, float(np.min(times)), float(np.max(times)))
 
     @property
     def duration(self) -> float:

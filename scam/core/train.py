@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -201,7 +202,8 @@ def validate_snapshots(xs, times, masses=None):
     arrays = []
     dim = None
     for t, x in zip(times, xs):
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
+        x = x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)  # float32 atlases stay float32
         if x.ndim != 2:
             raise ValueError(f"The snapshot at time {t:g} must be a 2-D array (cells x dims), got shape {x.shape}.")
         if x.shape[0] < 2:
@@ -314,7 +316,10 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
     dev = resolve_device(device)
 
     scaling = Scaling.from_snapshots(xs, times)
-    path = _build_path(xs, times, masses, log_growth, scaling, coupling, config, rng).to(dev)
+    clock = time.perf_counter()
+    path = _build_path(xs, times, masses, log_growth, scaling, coupling, config, rng, progress).to(dev)
+    plan_seconds = time.perf_counter() - clock
+    logger.info("scam: couplings built in %.1f s", plan_seconds)
     objective = config.objective
     growth_cfg = None
     if objective.separate_growth and path.changes_mass:
@@ -331,7 +336,10 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
         growth_weight=0.0 if objective.separate_growth and growth_cfg is None else objective.growth_weight,
         n_probes=objective.n_probes, estimator=objective.resolved_estimator(),
     )
-    ema, history = _train(net, path, loss_kw, config.optim, rng, tgen, progress)
+    clock = time.perf_counter()
+    ema, history, n_done = _train(net, path, loss_kw, config.optim, rng, tgen, progress)
+    train_seconds = time.perf_counter() - clock
+    logger.info("scam: trained %d steps in %.1f s (%.0f steps/s)", n_done, train_seconds, n_done / max(train_seconds, 1e-9))
     info = {
         "coupling": coupling,
         "estimator": loss_kw["estimator"],
@@ -339,6 +347,9 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
             "potential" if not objective.separate_growth
             else ("network" if growth_cfg is not None else "none (no evidence)")),
         "growth_evidence": None if path.growth is None else [g.to_dict() for g in path.growth],
+        "plan_cells": [int(len(x)) for x in path.xs],
+        "seconds": {"plans": plan_seconds, "training": train_seconds},
+        "steps": n_done,
     }
     return ActionModel(
         ema["potential"], scaling=scaling, sigma=objective.sigma, history=history, info=info,
@@ -370,14 +381,28 @@ def _check_inputs(xs, times, masses, log_growth, config):
     return xs, times, masses, log_growth
 
 
-def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, config: TrainConfig, rng):
+def plan_subsample(xs, log_growth, max_cells: int | None, rng):
+    """The cells that enter the couplings: at most ``max_cells`` per snapshot, uniformly at random
+    (:attr:`PathConfig.max_cells`); the growth prior follows its cells."""
+    if max_cells is None or all(len(x) <= max_cells for x in xs):
+        return xs, log_growth
+    keep = [np.sort(rng.choice(len(x), max_cells, replace=False)) if len(x) > max_cells else slice(None) for x in xs]
+    xs = [x[k] for x, k in zip(xs, keep)]
+    if log_growth is not None:
+        log_growth = [g[k] for g, k in zip(log_growth, keep)]
+    return xs, log_growth
+
+
+def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, config: TrainConfig, rng, progress):
     """Standardise the snapshots and join them by the couplings (internal units)."""
-    logger.info("scam: building %s couplings between %d time points", coupling, len(xs))
     pc = config.path
+    xs, log_growth = plan_subsample(xs, log_growth, pc.max_cells, rng)
+    logger.info("scam: building %s couplings between %d time points (%s cells)", coupling, len(xs),
+                "/".join(str(len(x)) for x in xs))
     return SnapshotPath(
         [scaling.to_internal(x) for x in xs], scaling.time_to_internal(times), masses, coupling=coupling,
         sigma=scaling.sigma_to_internal(config.objective.sigma), ot_reg=pc.ot_reg, reg_m=pc.reg_m,
-        max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold, rng=rng,
+        max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold, rng=rng, progress=progress,
         log_growth=None if log_growth is None else [scaling.growth_to_internal(g) for g in log_growth],
     )
 
@@ -395,7 +420,7 @@ def _build_networks(network: PotentialConfig, growth_cfg: PotentialConfig | None
 def _train(net: torch.nn.ModuleDict, path: SnapshotPath, loss_kw: dict, opt_cfg: OptimConfig, rng, tgen, progress):
     """AdamW with warm-up and cosine decay, EMA weights, early stopping on a fixed validation batch.
 
-    Returns the EMA networks holding the best validated weights, and the history.
+    Returns the EMA networks holding the best validated weights, the history and the number of steps taken.
     """
     ema = copy.deepcopy(net)
     for p in ema.parameters():
@@ -460,4 +485,4 @@ def _train(net: torch.nn.ModuleDict, path: SnapshotPath, loss_kw: dict, opt_cfg:
     bar.close()
     ema.load_state_dict(best_state)
     history = {"step": np.asarray(hist_step), "loss": np.asarray(hist_loss), "val_loss": np.asarray(hist_val)}
-    return ema, history
+    return ema, history, step + 1

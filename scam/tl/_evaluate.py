@@ -20,11 +20,14 @@ BASELINES = ("previous", "ot_interpolation", "ot_midpoint")
 _FIT_OPTIONS = ("growth", "sigma", "growth_weight", "network", "config", "device")
 
 
-def _score(metric: str, pred: np.ndarray, weights: np.ndarray | None, target: np.ndarray, rng) -> float:
+def _score(metric: str, pred: np.ndarray, weights: np.ndarray | None, target: np.ndarray, rng,
+           max_cells: int | None = None) -> float:
     if metric == "w1":
-        return wasserstein(pred, target, p=1, a=weights, rng=rng)
+        return wasserstein(pred, target, p=1, a=weights, rng=rng, max_cells=max_cells)
     if metric == "w2":
-        return wasserstein(pred, target, p=2, a=weights, rng=rng)
+        return wasserstein(pred, target, p=2, a=weights, rng=rng, max_cells=max_cells)
+    if max_cells is not None and len(target) > max_cells:
+        target = target[rng.choice(len(target), max_cells, replace=False)]
     if weights is not None:  # MMD on a weighted cloud: resample by weight
         idx = rng.choice(len(pred), size=len(target), p=weights / weights.sum())
         pred = pred[idx]
@@ -67,6 +70,7 @@ def evaluate_holdout(
     baselines: Sequence[str] = ("previous", "ot_interpolation"),
     fit_kwargs: Mapping | None = None,
     n_cells: int | None = None,
+    eval_cells: int | None = 10_000,
     n_seeds: int = 1,
     rng: int | np.random.Generator | None = 0,
     key_added: str = "holdout_eval",
@@ -101,6 +105,12 @@ def evaluate_holdout(
     n_cells
         Subsample each time point to at most this many cells (once, before anything else, the same
         cells for every method); default: all cells.
+    eval_cells
+        Score on at most this many cells per side (uniform subsamples, weights renormalised, drawn from
+        a seed recorded in ``params['eval_seed']``), and build the OT baselines from at most this many
+        cells per time point: exact OT costs ``n x m`` memory (40,000 cells a side: 13 GB), so memory
+        stays bounded whatever the atlas. ``None``: every cell. Training always sees all cells (or
+        ``n_cells``).
     n_seeds
         Number of models trained per held-out time (different seeds; baselines are deterministic
         and scored once).
@@ -157,8 +167,9 @@ def evaluate_holdout(
     for k in fit_kwargs:
         if k not in _FIT_OPTIONS:
             raise ValueError(f"`fit_kwargs` accepts {_FIT_OPTIONS}; got {k!r}.")
-    if n_cells is not None and n_cells < 2:
-        raise ValueError("`n_cells` must be at least 2.")
+    for name, value in (("n_cells", n_cells), ("eval_cells", eval_cells)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2):
+            raise ValueError(f"`{name}` must be a whole number >= 2 or None, got {value!r}.")
     if n_seeds < 1:
         raise ValueError("`n_seeds` must be >= 1.")
     growth = fit_kwargs.get("growth")
@@ -180,6 +191,13 @@ def evaluate_holdout(
         work.obs[growth] = np.asarray(adata.obs[growth])[keep]
     t_w, x_w = t_all[keep], x_all[keep]
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=n_seeds)]
+    eval_seed = int(rng.integers(0, 2**31 - 1))
+    eval_rng = np.random.default_rng(eval_seed)
+
+    def cap(x):  # the cells an OT baseline is built from
+        if eval_cells is None or len(x) <= eval_cells:
+            return x
+        return x[np.sort(eval_rng.choice(len(x), eval_cells, replace=False))]
 
     rows = []
     for h in hold:
@@ -189,10 +207,10 @@ def evaluate_holdout(
         if "previous" in baselines:
             predictions["previous"] = [(x_prev, None, 0.0, -1)]
         if "ot_interpolation" in baselines:
-            p, w = ot_interpolation(x_prev, x_next, (h - prev) / (nxt - prev))
+            p, w = ot_interpolation(cap(x_prev), cap(x_next), (h - prev) / (nxt - prev))
             predictions["ot_interpolation"] = [(p, w, 0.0, -1)]
         if "ot_midpoint" in baselines:
-            p, w = ot_interpolation(x_prev, x_next, 0.5)
+            p, w = ot_interpolation(cap(x_prev), cap(x_next), 0.5)
             predictions["ot_midpoint"] = [(p, w, 0.0, -1)]
         runs = []
         for seed in seeds:
@@ -209,8 +227,9 @@ def evaluate_holdout(
         for method, preds in predictions.items():
             for pos, weights, seconds, seed in preds:
                 for m in metrics:
-                    value = _score(m, pos, weights, x_h, np.random.default_rng(0))
-                    rows.append((float(h), method, m, float(value), len(x_h), float(seconds), seed))
+                    value = _score(m, pos, weights, x_h, np.random.default_rng(eval_seed), eval_cells)
+                    scored = len(x_h) if eval_cells is None else min(len(x_h), eval_cells)
+                    rows.append((float(h), method, m, float(value), scored, float(seconds), seed))
     df = pd.DataFrame(rows, columns=["holdout_time", "method", "metric", "value", "n_cells", "fit_seconds", "seed"])
     if copy:
         adata = adata.copy()
@@ -220,7 +239,7 @@ def evaluate_holdout(
             "time_key": time_key, "use_rep": use_rep, "n_dims": int(x_all.shape[1]),
             "holdout": hold.tolist(), "metrics": list(metrics), "baselines": list(baselines),
             "fit_kwargs": {k: (v if not isinstance(v, Mapping) else dict(v)) for k, v in fit_kwargs.items()},
-            "n_cells": n_cells, "n_seeds": n_seeds, "seeds": seeds,
+            "n_cells": n_cells, "eval_cells": eval_cells, "eval_seed": eval_seed, "n_seeds": n_seeds, "seeds": seeds,
         }),
     }
     return adata if copy else df

@@ -74,7 +74,8 @@ def check_key(key_added: str) -> str:
 
 
 def embedding(adata: AnnData, use_rep: str, n_dims: int | None = None) -> np.ndarray:
-    """``obsm[use_rep][:, :n_dims]`` as a float array, checked for shape and finiteness."""
+    """``obsm[use_rep][:, :n_dims]`` as a float array (float32 kept: half the memory of an atlas),
+    checked for shape and type."""
     if use_rep not in adata.obsm:
         hint = " Run `scanpy.pp.pca` first." if use_rep == "X_pca" else ""
         raise KeyError(
@@ -94,7 +95,7 @@ def embedding(adata: AnnData, use_rep: str, n_dims: int | None = None) -> np.nda
         if not 1 <= n_dims <= x.shape[1]:
             raise ValueError(f"`n_dims` must be between 1 and {x.shape[1]} for `{use_rep}`, got {n_dims}.")
         x = x[:, :n_dims]
-    return np.asarray(x, dtype=np.float64)
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)  # float32 atlases: no copy
 
 
 def get_fit(adata: AnnData, key: str = DEFAULT_KEY) -> dict:
