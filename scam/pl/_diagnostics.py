@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ._utils import DEFAULT_KEY, clean_spines, finish, get_fit, make_axes, time_label
+from ._utils import DEFAULT_KEY, clean_spines, finish, get_fit, make_axes, point_size, time_label
 
 BASELINES = ("previous", "ot_interpolation", "ot_midpoint")
 _BASELINE_LABELS = {"previous": "previous time point", "ot_interpolation": "OT interpolation",
@@ -122,14 +122,15 @@ def wasserstein(
                 ax.bar_label(bars, labels=[f"{v:.3g}" if np.isfinite(v) else "" for v in mean],
                              padding=2, fontsize="x-small", color="0.25")
         else:
-            kw = {"color": colors[m], "marker": "o", "ls": "", "capsize": 3, "ms": 7, "label": label}
+            kw = {"color": colors[m], "marker": "o", "ls": "", "capsize": 3, "label": label,
+                  "ms": float(np.sqrt(point_size(len(hts), "summary")))}  # a line's marker size: sqrt of an area
             kw.update(kwargs)
             ax.errorbar(pos, mean, yerr=yerr, **kw)
         if several:
             for p, v in zip(pos, vals):
                 if len(v) > 1:
-                    ax.scatter(p + jitter.uniform(-0.18, 0.18, len(v)) * width, v, s=10, color="0.1", zorder=3,
-                               linewidths=0)
+                    ax.scatter(p + jitter.uniform(-0.18, 0.18, len(v)) * width, v, color="0.1", zorder=3,
+                               s=point_size(len(v), "overlay"), linewidths=0)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{h:g}" for h in hts])
     ax.set_xlabel(f"held-out {tl}")
@@ -189,15 +190,17 @@ def history(
         raise ValueError("`log=True` needs positive losses; the Action Matching loss here is <= 0 somewhere.")
 
     fig, (ax,) = make_axes(ax, 1, panel_size=(5.5, 3.8))
-    kw = {"color": "C0", "lw": 1.5, "marker": "o" if len(step) <= 30 else None, "ms": 3, "label": "training loss"}
+    ms = float(np.sqrt(point_size(len(step), "overlay")))  # a line's marker size is the square root of an area
+    kw = {"color": "C0", "lw": 1.5, "marker": "o" if len(step) <= 30 else None, "ms": ms, "label": "training loss"}
     kw.update(kwargs)
     ax.plot(step, loss, **kw)
     if np.isfinite(val).any():
-        ax.plot(step, val, color="C1", lw=1.5, marker="o" if len(step) <= 30 else None, ms=3,
+        ax.plot(step, val, color="C1", lw=1.5, marker="o" if len(step) <= 30 else None, ms=ms,
                 label="validation loss")
         best = int(np.nanargmin(val))
         ax.axvline(step[best], color="0.35", ls="--", lw=0.9, zorder=0)
-        ax.scatter([step[best]], [val[best]], s=80, facecolor="none", edgecolor="C3", linewidths=1.5, zorder=3,
+        ax.scatter([step[best]], [val[best]], s=point_size(1, "highlight"), facecolor="none", edgecolor="C3",
+                   linewidths=1.5, zorder=3,
                    label=f"best (kept): step {step[best]:g}")
     if log:
         ax.set_yscale("log")

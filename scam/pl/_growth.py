@@ -9,7 +9,7 @@ from anndata import AnnData
 
 from ._utils import (
     CONTEXT_GREY, DEFAULT_KEY, axis_labels, category_colors, clean_spines, finish, fit_embedding, get_fit,
-    make_axes, resolve_basis, time_label,
+    make_axes, per_time, point_size, resolve_basis, time_label,
 )
 
 PANELS = ("embedding", "groups", "mass")
@@ -17,17 +17,8 @@ PANELS = ("embedding", "groups", "mass")
 GROWTH_CMAP = mpl.colors.LinearSegmentedColormap.from_list(
     "scam_growth", ["#08306b", "#2171b5", "#9ecae1", "#d9d9d9", "#fcae91", "#de2d26", "#67000d"]
 )
-_UNITS = {"day": "day", "days": "day", "hour": "hour", "hours": "hour", "h": "hour", "week": "week",
-          "weeks": "week", "minute": "minute", "minutes": "minute"}
-
-
 def rate_label(time_key: str | None) -> str:
-    unit = _UNITS.get(str(time_key).lower())
-    if unit:
-        return f"growth rate (per {unit})"
-    if not time_key or time_key == "time":
-        return "growth rate (per time unit)"
-    return f"growth rate (per unit of {time_key})"
+    return f"growth rate ({per_time(time_key)})"
 
 
 def growth(
@@ -126,9 +117,10 @@ def growth(
             top = float(np.nanpercentile(np.abs(g[finite]), 99)) if finite.any() else 1.0
             top = top if top > 0 else 1.0
             norm = mpl.colors.Normalize(vmin=-top, vmax=top)
-            s = float(np.clip(20000.0 / max(int(ok.sum()), 1), 2.5, 30.0)) if size is None else size
+            s = point_size(int(ok.sum())) if size is None else size
             if (~ok).any():
-                a.scatter(xy[~ok, 0], xy[~ok, 1], s=s, color=CONTEXT_GREY, linewidths=0, rasterized=True)
+                a.scatter(xy[~ok, 0], xy[~ok, 1], s=point_size(int((~ok).sum()), "context") if size is None else size,
+                          color=CONTEXT_GREY, linewidths=0, rasterized=True)
             order = np.nonzero(ok)[0][np.argsort(np.abs(g[ok]))]  # strongest rates on top
             kw = {"s": s, "cmap": GROWTH_CMAP if cmap is None else cmap, "norm": norm, "linewidths": 0,
                   "rasterized": True}
@@ -168,9 +160,11 @@ def growth(
             mode = params.get("growth")
             if "observed" in mass:
                 what = {"counts": "observed (cell counts)", "masses": "given masses"}.get(mode, "observed")
-                a.scatter(obs_t, np.asarray(mass["observed"], float), color="0.1", s=40, zorder=3, label=what)
+                a.scatter(obs_t, np.asarray(mass["observed"], float), color="0.1", s=point_size(len(obs_t), "summary"),
+                          zorder=3, label=what)
             if "prior" in mass:
-                a.scatter(obs_t, np.asarray(mass["prior"], float), marker="D", color="C1", s=36, zorder=3,
+                a.scatter(obs_t, np.asarray(mass["prior"], float), marker="D", color="C1",
+                          s=point_size(len(obs_t), "summary"), zorder=3,
                           label="growth prior (integrated)")
             if mode == "learn":
                 a.axhline(1.0, color="0.4", lw=0.8, ls="--", label="given: equal masses", zorder=1)

@@ -68,6 +68,21 @@ def time_label(time_key: str | None) -> str:
     return f"time ({time_key})"
 
 
+_UNITS = {"day": "day", "days": "day", "d": "day", "hour": "hour", "hours": "hour", "h": "hour",
+          "hpf": "hour", "week": "week", "weeks": "week", "minute": "minute", "minutes": "minute",
+          "month": "month", "months": "month", "year": "year", "years": "year"}
+
+
+def per_time(time_key: str | None) -> str:
+    """``'per day'`` for ``time_key='day'``; ``'per time unit'`` or ``'per unit of <key>'`` otherwise."""
+    unit = _UNITS.get(str(time_key).lower())
+    if unit:
+        return f"per {unit}"
+    if not time_key or time_key == "time":
+        return "per time unit"
+    return f"per unit of {time_key}"
+
+
 def time_point(time_key: str | None, value: float) -> str:
     """A time point in words: ``'day 2'`` for ``time_key='day'``, else ``'time 2'``."""
     return f"{time_key or 'time'} {float(value):g}"
@@ -120,6 +135,9 @@ def resolve_basis(adata: AnnData, basis: str | None, use_rep: str, n_dims: int, 
 def knn_map(x_fit: np.ndarray, emb: np.ndarray, *, n_neighbors: int = 15, weights: str = "distance"):
     """A k-nearest-neighbour regressor from the fit's space to a 2-D embedding (e.g. UMAP).
 
+    Piecewise: its output jumps whenever the set of neighbours changes, so paths drawn through it
+    look jagged. The figures use :class:`EmbeddingMap` (continuous) instead; this stays for callers.
+
     Fitted on the cells where both are finite; used to place simulated or displaced points, which
     live in the fit's space, into an embedding that has no inverse map.
     """
@@ -130,24 +148,118 @@ def knn_map(x_fit: np.ndarray, emb: np.ndarray, *, n_neighbors: int = 15, weight
     return KNeighborsRegressor(n_neighbors=k, weights=weights).fit(x_fit[ok], emb[ok])
 
 
+class EmbeddingMap:
+    """A smooth map from the fit's space into a 2-D embedding (e.g. UMAP) that has no inverse map.
+
+    A point goes to a weighted average of the embedding coordinates of its ``n_neighbors`` nearest
+    fitted cells, with tricube weights ``(1 - (d / h)³)³`` and ``h`` the distance to the next
+    (``n_neighbors + 1``-th) cell, as in LOESS. A cell enters or leaves the neighbourhood exactly
+    when its weight is 0, so the map is continuous: a path stays a curve in the embedding instead
+    of jumping from cell to cell as with an inverse-distance k-nearest-neighbour average.
+
+    Parameters
+    ----------
+    x_fit
+        Cells in the fit's space, ``(n, d)``.
+    emb
+        The same cells in the embedding, ``(n, 2)``.
+    n_neighbors
+        Neighbours averaged per point.
+    """
+
+    def __init__(self, x_fit: np.ndarray, emb: np.ndarray, *, n_neighbors: int = 30):
+        from sklearn.neighbors import NearestNeighbors
+
+        x_fit, emb = np.asarray(x_fit, dtype=float), np.asarray(emb, dtype=float)
+        ok = np.all(np.isfinite(x_fit), axis=1) & np.all(np.isfinite(emb), axis=1)
+        if not ok.any():
+            raise ValueError("No cell has finite coordinates in both the fit's space and the embedding.")
+        self.emb = emb[ok]
+        self.k = int(max(1, min(n_neighbors, ok.sum() - 1)))
+        self.nn = NearestNeighbors(n_neighbors=min(self.k + 1, int(ok.sum()))).fit(x_fit[ok])
+
+    def predict(self, points: np.ndarray) -> np.ndarray:
+        """Embedding coordinates ``(m, 2)`` of ``points`` ``(m, d)`` in the fit's space."""
+        points = np.asarray(points, dtype=float)
+        out = np.empty((len(points), self.emb.shape[1]))
+        for lo in range(0, len(points), 20000):
+            dist, nbr = self.nn.kneighbors(points[lo:lo + 20000])
+            h = dist[:, -1:]  # the first cell left out
+            h = np.where(h > 0, h, 1.0)
+            w = np.clip(1.0 - (dist[:, : self.k] / h) ** 3, 0.0, 1.0) ** 3
+            w_sum = w.sum(axis=1, keepdims=True)
+            w = np.where(w_sum > 0, w / np.maximum(w_sum, 1e-300), 1.0 / self.k)  # ties at h: plain mean
+            out[lo:lo + 20000] = np.einsum("mk,mkc->mc", w, self.emb[nbr[:, : self.k]])
+        return out
+
+    __call__ = predict
+
+
 # ----------------------------------------------------------------------------- colours
 def category_colors(adata: AnnData, key: str, categories) -> dict:
-    """Colours of an obs category: ``adata.uns[f'{key}_colors']`` when it fits, else tab10/tab20."""
+    """One fixed colour per category of ``adata.obs[key]``, the same in every panel and figure.
+
+    ``adata.uns[f'{key}_colors']`` (scanpy's colours) when it has one per category, else tab10
+    (up to 10 categories) or tab20, in the order of the categories.
+    """
     stored = adata.uns.get(f"{key}_colors")
     cats = [str(c) for c in categories]
     col = adata.obs[key]
-    all_cats = [str(c) for c in (col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype) else cats)]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        all_cats = [str(c) for c in col.cat.categories]
+    else:  # as scanpy would order them once the column is made categorical: the same colours in every figure
+        all_cats = sorted({str(c) for c in pd.unique(col.dropna())} | set(cats))
     if stored is not None and len(stored) >= len(all_cats):
         lookup = dict(zip(all_cats, list(stored)))
         return {c: lookup.get(c, "0.5") for c in cats}
     cmap = plt.get_cmap("tab10" if len(all_cats) <= 10 else "tab20")
     lookup = {c: cmap(i % cmap.N) for i, c in enumerate(all_cats)}
-    return {c: lookup[c] for c in cats}
+    return {c: lookup.get(c, "0.5") for c in cats}
 
 
-def point_size(n: int) -> float:
-    """Scatter marker area that stays readable from a few hundred to tens of thousands of cells."""
-    return float(np.clip(12000.0 / max(n, 1), 1.5, 30.0))
+#: Sequential colormap of probabilities: light grey (0) to black (1). It has no hue, so it never
+#: resembles a group's colour (qualitative palettes are saturated hues) and dark means likely.
+PROBABILITY_CMAP = mpl.colors.LinearSegmentedColormap.from_list(
+    "scam_probability", ["#cfcfcf", "#9a9a9a", "#5f5f5f", "#2b2b2b", "#000000"]
+)
+
+
+#: Relative marker area of each role a scatter plays (see :func:`point_size`).
+MARKER_ROLES = {
+    "cells": 1.0,  # the cells a panel is about (coloured by a value, a group, or time)
+    "context": 0.5,  # cells drawn underneath for context (grey, or lightened)
+    "overlay": 0.4,  # points on top of a field or of paths: cells over a landscape, path ends
+    "summary": 1.3,  # a few summary values in a chart (masses, per-seed errors)
+    "highlight": 2.7,  # one marked value (a ring around the kept training step)
+}
+
+
+#: Marker size (points, ``Line2D`` ``ms``) of legend handles and colour keys: not data, so not ``point_size``.
+KEY_MARKER_SIZE = 6.0
+
+
+def point_size(n: int, role: str = "cells") -> float:
+    """Scatter marker area (pt²): the one marker-size rule of :mod:`scam.pl`.
+
+    The area shrinks as ``1 / n`` so that ``n`` points cover about the same share of a panel,
+    within limits that keep a few hundred and tens of thousands of cells readable, and ``role``
+    scales it (:data:`MARKER_ROLES`): context cells are smaller than the cells a panel is about,
+    points on top of a field or of paths smaller still.
+
+    Parameters
+    ----------
+    n
+        Number of points drawn in the panel (in this role).
+    role
+        One of ``'cells'``, ``'context'``, ``'overlay'``, ``'summary'``, ``'highlight'``.
+
+    Returns
+    -------
+    The marker area, for ``scatter(s=...)``.
+    """
+    if role not in MARKER_ROLES:
+        raise ValueError(f"Unknown marker role {role!r}; choose from {sorted(MARKER_ROLES)}.")
+    return float(np.clip(15000.0 / max(int(n), 1), 2.0, 30.0)) * MARKER_ROLES[role]
 
 
 # ----------------------------------------------------------------------------- time and grids
@@ -174,13 +286,43 @@ def fill_grid_points(gx, gy, components, base: np.ndarray) -> np.ndarray:
     return pts
 
 
-def support_mask(gx, gy, xy: np.ndarray, radius: float) -> np.ndarray:
-    """``(len(gy), len(gx))`` boolean: grid points within ``radius`` of some point of ``xy``."""
+def distance_to_cells(gx, gy, xy: np.ndarray) -> np.ndarray:
+    """``(len(gy), len(gx))``: distance from each grid point to the nearest point of ``xy``."""
     from sklearn.neighbors import NearestNeighbors
 
     xx, yy = np.meshgrid(gx, gy)
     dist, _ = NearestNeighbors(n_neighbors=1).fit(xy).kneighbors(np.c_[xx.ravel(), yy.ravel()])
-    return (dist[:, 0] <= radius).reshape(xx.shape)
+    return dist[:, 0].reshape(xx.shape)
+
+
+def support_mask(gx, gy, xy: np.ndarray, radius: float) -> np.ndarray:
+    """``(len(gy), len(gx))`` boolean: grid points within ``radius`` of some point of ``xy``."""
+    return distance_to_cells(gx, gy, xy) <= radius
+
+
+def support_path(gx, gy, dist: np.ndarray, radius: float, *, smooth: float = 0.0):
+    """The region within ``radius`` of the cells as one smooth :class:`~matplotlib.path.Path`.
+
+    ``dist`` is :func:`distance_to_cells` on the grid; the outline is its ``radius`` contour
+    (interpolated between grid points), so a field clipped to it has smooth edges instead of the
+    staircase of masked grid cells. ``smooth > 0`` first blurs the distance field with a Gaussian of
+    that width (data units), which rounds off the scallops of the union of discs around the cells.
+    """
+    import contourpy
+    from matplotlib.path import Path
+    from scipy.ndimage import gaussian_filter
+
+    if smooth > 0:
+        step = np.array([abs(gy[1] - gy[0]), abs(gx[1] - gx[0])]) if len(gx) > 1 and len(gy) > 1 else np.ones(2)
+        dist = gaussian_filter(np.asarray(dist, dtype=float), sigma=smooth / np.maximum(step, 1e-300), mode="nearest")
+
+    gen = contourpy.contour_generator(np.asarray(gx), np.asarray(gy), np.asarray(dist, dtype=float),
+                                      fill_type=contourpy.FillType.OuterCode)
+    points, codes = gen.filled(-1.0, float(radius))
+    parts = [Path(p, c) for p, c in zip(points, codes) if len(p)]
+    if not parts:
+        return None
+    return Path.make_compound_path(*parts)
 
 
 def smooth_to_grid(xy: np.ndarray, values: np.ndarray, gx, gy, *, bandwidth: float, n_neighbors: int = 50):
