@@ -36,6 +36,7 @@ import ot
 from tqdm import tqdm
 
 from .._utils import check_types, logger
+from .distributed import per_gap
 from .growth import GapGrowth, growth_evidence, growth_factors, tv_unbalanced
 
 COUPLINGS = ("weighted", "ot", "uot", "sinkhorn", "unbalanced", "independent")
@@ -173,6 +174,20 @@ def _growth_weights(log_growth: np.ndarray, du: float) -> np.ndarray:
     lw = np.asarray(log_growth, dtype=np.float64) * du
     w = np.exp(lw - lw.max())
     return w / w.sum()
+
+
+def _progress(fn, n: int, progress: bool, desc: str):
+    """``fn`` with a tqdm bar over its calls (this rank's share under torch.distributed)."""
+    bar = tqdm(total=n, disable=not progress, desc=desc, leave=False)
+
+    def wrapped(k):
+        out = fn(k)
+        bar.update(1)
+        if bar.n == n:
+            bar.close()
+        return out
+
+    return wrapped
 
 
 def _chunks(n: int, n_chunks: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -355,27 +370,28 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng, progress=False):
     """
     n_gaps = len(xs) - 1
     du = np.diff(times)
-    evidence = []
-    for k in tqdm(range(n_gaps), disable=not progress, desc="growth evidence", leave=False):
-        gap = growth_evidence(xs[k], xs[k + 1], masses[k], masses[k + 1], rng=rng)
-        evidence.append(gap)
+    evidence_rngs, plan_rngs = rng.spawn(n_gaps), rng.spawn(n_gaps)
+
+    def gap_evidence(k: int) -> GapGrowth:
+        return growth_evidence(xs[k], xs[k + 1], masses[k], masses[k + 1], rng=evidence_rngs[k])
+
+    evidence = per_gap(_progress(gap_evidence, n_gaps, progress, "growth evidence"), n_gaps)
+    for k, gap in enumerate(evidence):
         logger.info(
             "scam: gap %d: mass destroyed beyond a pure-transport null: %.3f -> %s", k, gap.excess,
             "growth" if gap.threshold is not None else "transport",
         )
 
-    def plan(k, weights=None):
+    def plan(k, weights=None, stream=None):
         if weights is not None:
             return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="ot",
-                              source_weights=weights, max_plan_size=max_plan_size, rng=rng)
+                              source_weights=weights, max_plan_size=max_plan_size, rng=stream or rng)
         return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="weighted",
-                          growth=evidence[k], max_plan_size=max_plan_size, rng=rng)
+                          growth=evidence[k], max_plan_size=max_plan_size, rng=stream or rng)
 
     bar = tqdm(total=n_gaps, disable=not progress, desc="couplings (weighted)", leave=False)
-    plans = []
-    for k in range(n_gaps):
-        plans.append(plan(k) if evidence[k].threshold is not None else None)
-        bar.update(plans[-1] is not None)
+    plans = per_gap(lambda k: plan(k, stream=plan_rngs[k]) if evidence[k].threshold is not None else None, n_gaps)
+    bar.update(sum(p is not None for p in plans))
 
     def informative(rates):
         return np.ptp(rates) > 1e-6
@@ -454,21 +470,24 @@ class SnapshotPath:
         self.growth: list[GapGrowth] | None = None
         if coupling == "weighted":
             self.plans, self.growth = _weighted_plans(xs, self.times, self.masses, max_plan_size, rng, progress)
-        gaps = range(len(xs) - 1 if coupling != "weighted" else 0)
-        for k in tqdm(gaps, disable=not progress or not len(gaps), desc=f"couplings ({coupling})", leave=False):
-            du = self.times[k + 1] - self.times[k]
-            sub0 = xs[k][rng.choice(len(xs[k]), min(len(xs[k]), 500), replace=False)]
-            sub1 = xs[k + 1][rng.choice(len(xs[k + 1]), min(len(xs[k + 1]), 500), replace=False)]
-            mean_cost = float(ot.dist(sub0, sub1).mean())
-            reg = 2 * self.sigma**2 * du if self.sigma > 0 else ot_reg * mean_cost
-            self.plans.append(
-                build_plan(
+        if coupling != "weighted":
+            gap_rngs = rng.spawn(len(xs) - 1)  # one stream per gap: the plans do not depend on who builds them
+
+            def gap_plan(k: int) -> SegmentPlan:
+                g = gap_rngs[k]
+                du = self.times[k + 1] - self.times[k]
+                sub0 = xs[k][g.choice(len(xs[k]), min(len(xs[k]), 500), replace=False)]
+                sub1 = xs[k + 1][g.choice(len(xs[k + 1]), min(len(xs[k + 1]), 500), replace=False)]
+                mean_cost = float(ot.dist(sub0, sub1).mean())
+                reg = 2 * self.sigma**2 * du if self.sigma > 0 else ot_reg * mean_cost
+                return build_plan(
                     xs[k], xs[k + 1], self.masses[k], self.masses[k + 1],
                     coupling=coupling, reg=reg, reg_m=reg_m * mean_cost,
-                    max_plan_size=max_plan_size, rng=rng, uot_threshold=uot_threshold,
+                    max_plan_size=max_plan_size, rng=g, uot_threshold=uot_threshold,
                     source_weights=None if log_growth is None else _growth_weights(log_growth[k], du),
                 )
-            )
+
+            self.plans = per_gap(_progress(gap_plan, len(xs) - 1, progress, f"couplings ({coupling})"), len(xs) - 1)
         self._torch = torch
         self.xs = [torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in xs]
 

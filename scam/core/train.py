@@ -13,6 +13,7 @@ from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from ._utils import cpu_threads, resolve_device, torch_generator, torch_threads
 from .._utils import check_types, logger, make_rng
+from . import distributed
 from .losses import ObjectiveConfig, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
@@ -313,7 +314,7 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
     if network.dim != dim:
         raise ValueError(f"PotentialConfig.dim={network.dim} but the data have {dim} dimensions.")
     rng = make_rng(rng)
-    dev = resolve_device(device)
+    dev = distributed.setup(resolve_device(device))
 
     scaling = Scaling.from_snapshots(xs, times)
     clock = time.perf_counter()
@@ -417,31 +418,53 @@ def _build_networks(network: PotentialConfig, growth_cfg: PotentialConfig | None
     return torch.nn.ModuleDict(modules)
 
 
+class _Objective(torch.nn.Module):
+    """The networks and their loss as one module (what DistributedDataParallel wraps)."""
+
+    def __init__(self, nets: torch.nn.ModuleDict, loss_kw: dict):
+        super().__init__()
+        self.nets = nets
+        self.loss_kw = loss_kw
+
+    def forward(self, batch, generator):
+        nets = self.nets
+        return action_matching_loss(
+            nets["potential"], batch, generator=generator, growth_net=nets["growth"] if "growth" in nets else None,
+            **self.loss_kw,
+        )
+
+
 def _train(net: torch.nn.ModuleDict, path: SnapshotPath, loss_kw: dict, opt_cfg: OptimConfig, rng, tgen, progress):
     """AdamW with warm-up and cosine decay, EMA weights, early stopping on a fixed validation batch.
 
     Returns the EMA networks holding the best validated weights, the history and the number of steps taken.
     """
+    objective = _Objective(net, loss_kw)
+    rank, world = distributed.rank_and_size()
+    batch_size = opt_cfg.batch_size
+    batch_rng = rng
+    if world > 1:  # DDP: each rank its share of every batch, from its own stream; gradients averaged
+        # find_unused_parameters: the pathwise loss reads only grad s, so the output bias gets no gradient
+        objective = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)  # + broadcasts rank 0
+        batch_size = math.ceil(opt_cfg.batch_size / world)
+        batch_rng = np.random.default_rng([int(rng.integers(0, 2**62)), rank])
+        tgen = torch_generator(batch_rng)
+        progress = progress and rank == 0
     ema = copy.deepcopy(net)
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay, foreach=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(step, opt_cfg.warmup, opt_cfg.n_steps))
-
-    def loss_fn(nets, batch, generator):
-        return action_matching_loss(
-            nets["potential"], batch, generator=generator, growth_net=nets["growth"] if "growth" in nets else None,
-            **loss_kw,
-        )
+    ema_objective = _Objective(ema, loss_kw)
 
     val_rng = np.random.default_rng(rng.integers(0, 2**62))
     val_batch = path.sample(VAL_BATCHES * opt_cfg.batch_size, val_rng)
     val_gen = torch_generator(val_rng)
     val_state = val_gen.get_state()
 
-    def evaluate() -> float:
+    def evaluate() -> float:  # the same batch and weights on every rank: the same decisions
         val_gen.set_state(val_state)
-        loss, _ = loss_fn(ema, val_batch, val_gen)
+        loss, _ = ema_objective(val_batch, val_gen)
         return float(loss.detach())
 
     hist_step, hist_loss, hist_val = [], [], []
@@ -449,8 +472,8 @@ def _train(net: torch.nn.ModuleDict, path: SnapshotPath, loss_kw: dict, opt_cfg:
     running, n_running = 0.0, 0
     bar = tqdm(range(opt_cfg.n_steps), disable=not progress, desc="action matching", leave=False)
     for step in bar:
-        batch = path.sample(opt_cfg.batch_size, rng)
-        loss, _ = loss_fn(net, batch, tgen)
+        batch = path.sample(batch_size, batch_rng)
+        loss, _ = objective(batch, tgen)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"The loss became {float(loss)} at step {step}; lower the learning rate "
