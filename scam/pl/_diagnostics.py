@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ._utils import DEFAULT_KEY, clean_spines, finish, get_fit, make_axes, point_size, time_label
+from ..tl._utils import DEFAULT_KEY, get_fit
+from ._utils import clean_spines, finish, make_axes, point_size, time_label
 
 BASELINES = ("previous", "ot_interpolation", "ot_midpoint")
 _BASELINE_LABELS = {"previous": "previous time point", "ot_interpolation": "OT interpolation",

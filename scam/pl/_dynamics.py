@@ -13,11 +13,11 @@ from anndata import AnnData
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
+from ..tl._utils import DEFAULT_KEY, fit_embedding, get_fit, get_model
 from ._utils import (
-    CONTEXT_GREY, DEFAULT_KEY, KEY_MARKER_SIZE, TIME_CMAP, EmbeddingMap, axis_labels, category_colors,
-    distance_to_cells, fill_grid_points, finish, fit_embedding, get_fit, get_model, grid_2d, make_axes,
-    nearest_observed_time, per_time, point_size, resolve_basis, smooth_to_grid, support_path, time_label,
-    time_norm, time_point,
+    CONTEXT_GREY, KEY_MARKER_SIZE, TIME_CMAP, EmbeddingMap, axis_labels, category_colors, distance_to_cells,
+    fill_grid_points, finish, grid_2d, make_axes, nearest_observed_time, per_time, point_size, resolve_basis,
+    smooth_to_grid, support_path, time_label, time_norm, time_point,
 )
 
 #: A simulation step is drawn as part of a path only when it spans at most ``1 / FINE_STEPS`` of the

@@ -12,9 +12,10 @@ from anndata import AnnData
 from matplotlib.lines import Line2D
 
 from ._dynamics import _lighten
+from ..tl._utils import DEFAULT_KEY, fit_embedding
 from ._utils import (
-    DEFAULT_KEY, KEY_MARKER_SIZE, PROBABILITY_CMAP, axis_labels, category_colors, finish, fit_embedding,
-    make_axes, point_size, resolve_basis, time_point,
+    KEY_MARKER_SIZE, PROBABILITY_CMAP, axis_labels, category_colors, finish, make_axes, point_size,
+    resolve_basis, time_point,
 )
 
 #: Cells that are neither at ``source_time`` nor at ``target_time``: lighter than the lightest

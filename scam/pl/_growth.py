@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ..tl._utils import DEFAULT_KEY, fit_embedding, get_fit
 from ._utils import (
-    CONTEXT_GREY, DEFAULT_KEY, axis_labels, category_colors, clean_spines, finish, fit_embedding, get_fit,
-    make_axes, per_time, point_size, resolve_basis, time_label,
+    CONTEXT_GREY, axis_labels, category_colors, clean_spines, finish, make_axes, per_time, point_size,
+    resolve_basis, time_label,
 )
 
 PANELS = ("embedding", "groups", "mass")

@@ -11,7 +11,6 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
-from ..tl._utils import DEFAULT_KEY, fit_embedding, get_fit, get_model  # noqa: F401 (re-exported)
 
 TIME_CMAP = "viridis"
 CONTEXT_GREY = "#d9d9d9"
