@@ -182,8 +182,13 @@ def test_trajectories_in_a_nonlinear_basis_are_smooth(adata):
     segs = np.asarray(lc.get_segments()).reshape(pos.shape[1], n_t - 1, 2, 2)
     drawn = np.concatenate([segs[:, :, 0], segs[:, -1:, 1]], axis=1)  # (paths, T, 2)
     # the same paths through the former inverse-distance kNN regression (15 neighbours)
-    x_all, _, _ = plu.fit_embedding(adata, "action_matching")
-    knn = plu.knn_map(x_all, adata.obsm["X_umap"]).predict(pos.reshape(-1, 2)).reshape(n_t, -1, 2)
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from scam.tl._utils import fit_embedding
+
+    x_all, _, _ = fit_embedding(adata, "action_matching")
+    former = KNeighborsRegressor(n_neighbors=15, weights="distance").fit(x_all, adata.obsm["X_umap"])
+    knn = former.predict(pos.reshape(-1, 2)).reshape(n_t, -1, 2)
     jag_new = np.median([_jaggedness(p) for p in drawn])
     jag_knn = np.median([_jaggedness(knn[:, i]) for i in range(knn.shape[1])])
     assert jag_new < 0.5 * jag_knn

@@ -131,22 +131,6 @@ def resolve_basis(adata: AnnData, basis: str | None, use_rep: str, n_dims: int, 
     return name, emb[:, list(comps)], comps
 
 
-def knn_map(x_fit: np.ndarray, emb: np.ndarray, *, n_neighbors: int = 15, weights: str = "distance"):
-    """A k-nearest-neighbour regressor from the fit's space to a 2-D embedding (e.g. UMAP).
-
-    Piecewise: its output jumps whenever the set of neighbours changes, so paths drawn through it
-    look jagged. The figures use :class:`EmbeddingMap` (continuous) instead; this stays for callers.
-
-    Fitted on the cells where both are finite; used to place simulated or displaced points, which
-    live in the fit's space, into an embedding that has no inverse map.
-    """
-    from sklearn.neighbors import KNeighborsRegressor
-
-    ok = np.all(np.isfinite(x_fit), axis=1) & np.all(np.isfinite(emb), axis=1)
-    k = int(min(n_neighbors, ok.sum()))
-    return KNeighborsRegressor(n_neighbors=k, weights=weights).fit(x_fit[ok], emb[ok])
-
-
 class EmbeddingMap:
     """A smooth map from the fit's space into a 2-D embedding (e.g. UMAP) that has no inverse map.
 
