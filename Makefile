@@ -28,7 +28,7 @@ $(STAMP): $(PY) pyproject.toml
 	else \
 		echo "no GPU: installing the CPU build torch==$(TORCH_CPU)"; $(PY) -m pip install -q "torch==$(TORCH_CPU)"; \
 	fi
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,cellrank]"
 	@touch $(STAMP)
 
 install: $(STAMP)

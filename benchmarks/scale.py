@@ -160,7 +160,7 @@ def main(argv=None) -> int:
         kind, n, d = args.one
         print(json.dumps(run_one(kind, int(n), int(d), tuple(args.phases))))
         return 0
-    jobs = [("drift", n, d) for n in args.sizes for d in args.dims]
+    jobs = [("drift", n, d) for n in args.sizes for d in args.dims if n > 0]  # --sizes 0: only LARRY
     if args.larry and (LARRY / "mouse_hematopoiesis.csv").exists():
         jobs.append(("larry", args.larry, 2))
     rows = []

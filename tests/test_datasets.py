@@ -114,7 +114,7 @@ def test_registry_validates_against_schema():
     ds.validate_registry(reg)  # includes reader and bundled-file checks
     names = [e["name"] for e in reg["datasets"]]
     assert len(names) == len(set(names))
-    assert {"cite", "cite_100", "larry_2d", "schiebinger_small", "eb", "cite_demo"} <= set(names)
+    assert {"cite", "cite_100", "larry_2d", "schiebinger_small", "eb", "cite_demo", "larry_genes"} <= set(names)
     for entry in reg["datasets"]:
         for key in ("name", "title", "citation", "doi", "licence", "organism", "files", "reader", "time_key",
                     "embedding", "notes"):
@@ -330,6 +330,82 @@ def test_demo():
     assert adata.uns["dataset"]["name"] == "cite_demo"
     assert adata.uns["dataset"]["files"]["cite_demo.npz"]["sha256"] == ds.get_entry("cite_demo")["files"][0]["sha256"]
     assert (Path(ds.__file__).parent / "_data" / "cite_demo.npz").stat().st_size < 1_000_000
+
+
+def test_demo_has_x_for_scverse_tools():
+    """X is the embedding itself (float32, var_names PC1..), so tools that read adata.X accept the demo."""
+    adata = ds.demo()
+    assert adata.X is not None and adata.X.dtype == np.float32
+    assert adata.shape == (4000, 10)
+    assert list(adata.var_names) == [f"PC{i}" for i in range(1, 11)]
+    np.testing.assert_array_equal(adata.X, adata.obsm["X_pca"])
+    assert not np.shares_memory(adata.X, adata.obsm["X_pca"])  # editing one leaves the other alone
+    assert ds.load("cite_demo").X.dtype == np.float32  # the same through load()
+
+
+# ----------------------------------------------------------------------------------------------- LARRY subset
+
+LARRY_SHA256 = "3c9a5d728f402ff2b87cfecb3cd6639a7fa342fe3a7d44ad57ac526a5ef674af"
+
+
+def test_larry_genes_is_bundled_with_provenance():
+    entry = ds.get_entry("larry_genes")
+    assert entry["bundled"] is True and entry["organism"] == "mouse"
+    assert entry["doi"] == "10.1126/science.aaw3381"
+    assert "aaabd04e4790a85357695c4f8ac3fbf3a26374f8" in entry["citation"]
+    assert "AllonKleinLab/cospar" in entry["citation"] and entry["licence"].startswith("MIT")
+    (spec,) = entry["files"]
+    assert spec["sha256"] == LARRY_SHA256 and "url" not in spec
+    local = Path(ds.__file__).parent / "_data" / spec["filename"]
+    assert local.stat().st_size == spec["size"] == 1463810
+    assert ds.sha256_of(local) == LARRY_SHA256
+    readme = (Path(ds.__file__).parent / "_data" / "README.md").read_text()
+    assert spec["filename"] in readme and LARRY_SHA256 in readme and "aaabd04e4790a85357695c4f8ac3fbf3a26374f8" in readme
+    assert ds.list_datasets().set_index("name").loc["larry_genes", "cached"]
+
+
+def test_load_larry_genes_offline():
+    adata = ds.load("larry_genes")  # bundled: no network (the autouse fixture refuses any connection)
+    assert adata.shape == (781, 2481)
+    assert adata.obs["day"].dtype == float
+    assert adata.obs["day"].value_counts().sort_index().to_dict() == {2.0: 34, 4.0: 316, 6.0: 431}
+    assert list(adata.obs["time_info"].cat.categories) == ["2", "4", "6"]  # kept as stored
+    assert {"Neutrophil", "Monocyte", "undiff"} <= set(adata.obs["state_info"].cat.categories)
+    assert adata.obsm["X_clone"].shape == (781, 339)
+    assert adata.obsm["X_pca"].shape == (781, 40) and adata.obsm["X_umap"].shape == (781, 2)
+    assert {"Top2a", "Cdk1", "Elane", "Irf8"} <= set(adata.var_names)  # mouse symbols (growth priors, markers)
+    assert adata.X.dtype == np.float32 and adata.X.max() > 1000  # normalised counts, not log-transformed
+    assert adata.uns["dataset"]["files"]["larry_cospar.h5ad"]["sha256"] == LARRY_SHA256
+    assert adata.uns["dataset"]["bundled"]
+
+
+def test_larry_genes_bundled_file_is_verified(tmp_path, monkeypatch):
+    bad = tmp_path / "_data"
+    shutil.copytree(Path(ds.__file__).parent / "_data", bad)
+    _flip_one_byte(bad / "larry_cospar.h5ad")
+    monkeypatch.setattr(_fetch, "BUNDLED_DIR", bad)
+    with pytest.raises(ds.ChecksumError, match="larry_cospar.h5ad"):
+        ds.load("larry_genes")
+
+
+def test_h5ad_reader_time_source(tmp_path):
+    import anndata as ad
+
+    adata = ad.AnnData(obs=pd.DataFrame({"t": pd.Categorical(["2", "4.5", "2"])}, index=list("abc")))
+    adata.write_h5ad(tmp_path / "x.h5ad")
+    out = ds.read_h5ad([tmp_path / "x.h5ad"], {"time_key": "day", "time_source": "t"})
+    assert out.obs["day"].tolist() == [2.0, 4.5, 2.0] and out.obs["t"].dtype == "category"
+    adata.obs["t"] = pd.Categorical(["early", "late", "early"])
+    adata.write_h5ad(tmp_path / "y.h5ad")
+    with pytest.raises(ValueError, match="numeric time labels"):
+        ds.read_h5ad([tmp_path / "y.h5ad"], {"time_key": "day", "time_source": "t"})
+
+
+@pytest.mark.skipif(not (SHARED / "larry_cospar").is_dir(), reason="../shared/data/larry_cospar not available")
+def test_larry_genes_is_a_byte_copy_of_the_reference():
+    src = SHARED / "larry_cospar" / "test_adata_preprocessed.h5ad"
+    local = Path(ds.__file__).parent / "_data" / "larry_cospar.h5ad"
+    assert src.read_bytes() == local.read_bytes()
 
 
 @pytest.mark.skipif(not (SHARED / "cite_lightsb").is_dir(), reason="../shared/data/cite_lightsb not available")

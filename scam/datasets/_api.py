@@ -127,7 +127,8 @@ def load(name: str, *, path: str | Path | None = None, cache_dir: str | Path | N
     ----------
     name
         A dataset of :func:`list_datasets`, e.g. ``"cite"``, ``"larry_2d"``, ``"schiebinger_small"``,
-        ``"eb"``, ``"cite_demo"``.
+        ``"eb"``, and the two shipped with scam (no download): ``"cite_demo"`` and ``"larry_genes"``
+        (781 LARRY cells with genes, cell types and clones).
     path
         A folder already holding the dataset's files (offline use); they are sha256-checked too.
     cache_dir
@@ -165,8 +166,10 @@ def demo() -> ad.AnnData:
     Returns
     -------
     anndata.AnnData
-        ``obs['day']`` (float), ``obs['source_row']``, ``obsm['X_pca']`` (4000 x 10, float32) and
-        ``uns['dataset']`` (provenance).
+        ``obs['day']`` (float), ``obs['source_row']``, ``obsm['X_pca']`` (4000 x 10, float32),
+        ``X`` (the same 10 PCs as a float32 array, ``var_names`` ``PC1`` ... ``PC10``: the subset has
+        no genes; ``X`` is filled so that scverse tools that read ``adata.X``, such as CellRank's
+        estimators, accept it) and ``uns['dataset']`` (provenance).
     """
     return load("cite_demo")
 

@@ -7,6 +7,7 @@ Every reader has the signature ``reader(paths, entry=None) -> AnnData``: ``paths
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -109,7 +110,9 @@ def read_h5ad(paths: Sequence[str | Path], entry: dict | None = None) -> ad.AnnD
     paths
         One ``.h5ad`` file.
     entry
-        Registry entry: ``time_key`` (default ``"day"``).
+        Registry entry: ``time_key`` (default ``"day"``); optional ``time_source``, an ``obs`` column
+        holding the time as labels (e.g. CoSpar's ``time_info``: ``'2'``, ``'4'``, ``'6'``), kept as
+        stored and copied to ``obs[time_key]`` as numbers.
 
     Returns
     -------
@@ -117,10 +120,22 @@ def read_h5ad(paths: Sequence[str | Path], entry: dict | None = None) -> ad.AnnD
         The file's AnnData, with ``obs[time_key]`` as float (categorical days become numbers).
     """
     time_key = _entry_get(entry, "time_key", "day")
+    source = _entry_get(entry, "time_source", time_key)
     (path,) = paths
-    adata = ad.read_h5ad(path)
-    if time_key in adata.obs:
-        adata.obs[time_key] = np.asarray(adata.obs[time_key], dtype=float)
+    with warnings.catch_warnings():
+        # registered files are sha256-verified copies: an old on-disk encoding (e.g. CoSpar's file) is expected
+        warnings.filterwarnings("ignore", category=getattr(ad, "OldFormatWarning", UserWarning),
+                                message=".*without encoding metadata")
+        adata = ad.read_h5ad(path)
+    if source in adata.obs:
+        labels = adata.obs[source]
+        try:
+            adata.obs[time_key] = np.asarray(labels, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{Path(path).name}: `obs[{source!r}]` must hold numeric time labels, got values such as "
+                f"{list(pd.unique(np.asarray(labels))[:3])}."
+            ) from None
     return adata
 
 
@@ -178,7 +193,9 @@ def read_demo_npz(paths: Sequence[str | Path], entry: dict | None = None) -> ad.
     Returns
     -------
     anndata.AnnData
-        No ``X``; ``obs[time_key]`` (float day), ``obs['source_row']`` (row in the day's source
+        ``X``: the same 10 PCs (a float32 copy, ``var_names`` ``PC1`` ... ``PC10``; the subset has no
+        genes, and ``X`` is there so that tools which read ``adata.X``, e.g. CellRank's estimators,
+        accept it); ``obs[time_key]`` (float day), ``obs['source_row']`` (row in the day's source
         file), ``obsm[embedding]`` (10 PCs, float32).
     """
     time_key = _entry_get(entry, "time_key", "day")
@@ -188,4 +205,5 @@ def read_demo_npz(paths: Sequence[str | Path], entry: dict | None = None) -> ad.
         x, day, row = data["X_pca"], data["day"].astype(float), data["source_row"]
     index = [f"day{d:g}_{r}" for d, r in zip(day, row)]
     obs = pd.DataFrame({time_key: day, "source_row": row.astype(np.int64)}, index=index)
-    return ad.AnnData(obs=obs, obsm={emb: x})
+    var = pd.DataFrame(index=[f"PC{i + 1}" for i in range(x.shape[1])])
+    return ad.AnnData(X=np.array(x, dtype=np.float32), obs=obs, var=var, obsm={emb: x})
