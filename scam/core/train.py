@@ -17,6 +17,7 @@ from . import distributed
 from .losses import ObjectiveConfig, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
+from .noise import snapshot_moments
 from .paths import PathConfig, SnapshotPath
 from .scaling import Scaling
 
@@ -349,6 +350,7 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
             else ("network" if growth_cfg is not None else "none (no evidence)")),
         "growth_evidence": None if path.growth is None else [g.to_dict() for g in path.growth],
         "plan_cells": [int(len(x)) for x in path.xs],
+        "matching_noise": None if path.corrections is None else [float(c.noise_share) for c in path.corrections],
         "seconds": {"plans": plan_seconds, "training": train_seconds},
         "steps": n_done,
     }
@@ -397,13 +399,20 @@ def plan_subsample(xs, log_growth, max_cells: int | None, rng):
 def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, config: TrainConfig, rng, progress):
     """Standardise the snapshots and join them by the couplings (internal units)."""
     pc = config.path
+    moments = None
+    if pc.noise_correction and any(pc.max_cells is not None and len(x) > pc.max_cells for x in xs):
+        moments = []  # of every cell (internal units): the noise correction's Gaussian maps
+        for x in xs:
+            mean, cov = snapshot_moments(x)
+            moments.append(((mean - scaling.shift) / scaling.scale, cov / scaling.scale**2))
     xs, log_growth = plan_subsample(xs, log_growth, pc.max_cells, rng)
     logger.info("scam: building %s couplings between %d time points (%s cells)", coupling, len(xs),
                 "/".join(str(len(x)) for x in xs))
     return SnapshotPath(
         [scaling.to_internal(x) for x in xs], scaling.time_to_internal(times), masses, coupling=coupling,
         sigma=scaling.sigma_to_internal(config.objective.sigma), ot_reg=pc.ot_reg, reg_m=pc.reg_m,
-        max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold, rng=rng, progress=progress,
+        max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold, noise_correction=pc.noise_correction,
+        moments=moments, rng=rng, progress=progress,
         log_growth=None if log_growth is None else [scaling.growth_to_internal(g) for g in log_growth],
     )
 

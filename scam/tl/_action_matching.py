@@ -164,7 +164,10 @@ def action_matching(
         mass on a time grid relative to the first time point; ``observed_times`` and ``observed`` or
         ``prior`` masses) and, with the default coupling, ``'growth_evidence'`` (per gap: ``destroyed``
         and ``null``, the mass fraction unbalanced OT destroys in the data and in a pure-transport null
-        at each threshold of ``grid``; ``excess``; the calibrated ``threshold``, NaN without evidence).
+        at each threshold of ``grid``; ``excess``; the calibrated ``threshold``, NaN without evidence),
+        and with exact couplings ``'matching_noise'`` (per gap: the share of the paired cells' mean
+        squared displacement that is matching error of the plan, corrected for in the path: near 0 in
+        a few dimensions, near 1 where the plans pair cells almost at random; :mod:`scam.core.noise`).
     ``adata.obsm[f'{key_added}_velocity']``
         Velocity of each cell at its own time, in ``use_rep`` units per time unit (NaN outside the
         fitted time range).
@@ -288,6 +291,8 @@ def action_matching(
             **{name: np.array([g[name] for g in gaps], float) for name in ("destroyed", "null", "excess")},
             "threshold": np.array([np.nan if g["threshold"] is None else g["threshold"] for g in gaps], float),
         }
+    if model.info.get("matching_noise") is not None:
+        entry["matching_noise"] = np.asarray(model.info["matching_noise"], float)
     if mode != "none":
         entry["mass"] = plain({**_model_mass(model, xs[0], fit_times, rng), "observed_times": fit_times, **mass_record})
 
