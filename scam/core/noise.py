@@ -89,8 +89,8 @@ def matching_noise(x: np.ndarray, plan_cells: int, *, rng: np.random.Generator) 
     return big * (max(plan_cells, 1) / m) ** slope
 
 
-def snapshot_moments(x: np.ndarray, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of every cell of a snapshot (float64, in chunks: no float64 copy)."""
+def snapshot_moments(x: np.ndarray, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean, covariance and number of the cells of a snapshot (float64, in chunks: no float64 copy)."""
     n, d = x.shape
     total, outer = np.zeros(d), np.zeros((d, d))
     for s in range(0, n, chunk):
@@ -98,7 +98,7 @@ def snapshot_moments(x: np.ndarray, chunk: int = 100_000) -> tuple[np.ndarray, n
         total += block.sum(axis=0)
         outer += block.T @ block
     mean = total / n
-    return mean, outer / n - np.outer(mean, mean)
+    return mean, outer / n - np.outer(mean, mean), n
 
 
 def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
@@ -114,6 +114,30 @@ def gaussian_map(cov_from: np.ndarray, cov_to: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh(r)
     r_inv = (v / np.maximum(w, 1e-300)) @ v.T
     return r_inv @ _sqrtm_psd(r @ cov_to @ r) @ r_inv
+
+
+def denoised_gaussian_map(cov0: np.ndarray, cov1: np.ndarray, n0: int, n1: int) -> np.ndarray:
+    """The Gaussian OT map between two sample covariances, without the part their sampling noise makes.
+
+    In coordinates whitened by the pooled covariance, the map between two sample covariances of one
+    population is ``I + B`` with ``B`` of spectral radius ``sqrt(d (1/n0 + 1/n1))`` (half the edge of
+    the difference of two Wishart matrices). Eigen-directions of ``B`` inside that radius (times
+    1.1, for the edge's own fluctuation) are set to the identity; the map is then the OT map from
+    ``cov0`` to the covariance the kept directions imply (the exact map when every direction is
+    kept, the identity when none is).
+    """
+    d = len(cov0)
+    pooled = (cov0 + cov1) / 2 + 1e-12 * max(np.trace(cov0) / d, 1e-300) * np.eye(d)
+    w, v = np.linalg.eigh(pooled)
+    w = np.maximum(w, 1e-300)
+    half, half_inv = (v * np.sqrt(w)) @ v.T, (v / np.sqrt(w)) @ v.T
+    w0, w1 = half_inv @ cov0 @ half_inv, half_inv @ cov1 @ half_inv
+    b = gaussian_map(w0, w1) - np.eye(d)
+    lam, u = np.linalg.eigh((b + b.T) / 2)
+    radius = 1.1 * np.sqrt(d * (1.0 / max(n0, 1) + 1.0 / max(n1, 1)))
+    kept = np.eye(d) + (u * np.where(np.abs(lam) > radius, lam, 0.0)) @ u.T
+    target = half @ kept @ w0 @ kept @ half
+    return gaussian_map(cov0, target)
 
 
 def wiener_factor(residual_cov: np.ndarray, noise: np.ndarray, n_pairs: int) -> np.ndarray:
@@ -164,8 +188,10 @@ class MomentCorrection:
     def from_plan(cls, x0: np.ndarray, x1: np.ndarray, src: np.ndarray, tgt: np.ndarray, p: np.ndarray,
                   noise: np.ndarray, moments=None) -> "MomentCorrection":
         """Correction of the plan with pairs ``(src, tgt)`` of probabilities ``p`` and matching-error
-        covariance ``noise``; ``moments``: ``((mean0, cov0), (mean1, cov1))`` of the whole snapshots
-        (more precise than the plan's cells when they are a subsample; balanced plans only)."""
+        covariance ``noise``; ``moments``: ``((mean0, cov0, n0), (mean1, cov1, n1))`` of the whole
+        snapshots (more precise than the plan's cells when they are a subsample; balanced plans
+        only). The Gaussian map keeps only the covariance change that exceeds its sampling noise
+        (:func:`denoised_gaussian_map`)."""
         p = np.asarray(p, np.float64) / np.sum(p)
         a = np.asarray(x0, np.float64)[src]
         b = np.asarray(x1, np.float64)[tgt]
@@ -178,12 +204,13 @@ class MomentCorrection:
         if moments is None:
             a -= m0
             b -= m1
-            gauss = gaussian_map(cov(a, a), cov(b, b))
+            n_eff = 1.0 / np.sum(p**2)  # cells the plan's moments rest on
+            gauss = denoised_gaussian_map(cov(a, a), cov(b, b), min(n_eff, len(x0)), min(n_eff, len(x1)))
         else:
-            (m0, c0), (m1, c1) = moments
+            (m0, c0, n0), (m1, c1, n1) = moments
             a -= m0
             b -= m1
-            gauss = gaussian_map(c0, c1)
+            gauss = denoised_gaussian_map(c0, c1, n0, n1)
         resid = b - a @ gauss.T  # departure of each pair from the Gaussian map
         wiener = wiener_factor(cov(resid, resid), noise, len(src))
         y = a @ gauss.T + resid @ wiener.T  # kept target, centred

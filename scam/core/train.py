@@ -403,8 +403,8 @@ def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, 
     if pc.noise_correction and any(pc.max_cells is not None and len(x) > pc.max_cells for x in xs):
         moments = []  # of every cell (internal units): the noise correction's Gaussian maps
         for x in xs:
-            mean, cov = snapshot_moments(x)
-            moments.append(((mean - scaling.shift) / scaling.scale, cov / scaling.scale**2))
+            mean, cov, n = snapshot_moments(x)
+            moments.append(((mean - scaling.shift) / scaling.scale, cov / scaling.scale**2, n))
     xs, log_growth = plan_subsample(xs, log_growth, pc.max_cells, rng)
     logger.info("scam: building %s couplings between %d time points (%s cells)", coupling, len(xs),
                 "/".join(str(len(x)) for x in xs))
