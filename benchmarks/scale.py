@@ -39,6 +39,16 @@ PHASES = ("fit", "simulate", "couplings", "evaluate")
 DRIFT = 0.5
 
 
+def _wait_for_quiet(limit: float = 0.5, patience: float = 180.0) -> None:
+    """Let the 1-minute load average of the previous run decay (scam's ``threads="auto"`` would
+    otherwise train with fewer threads, and the timings would be of a busy machine)."""
+    import os
+
+    start = time.monotonic()
+    while os.getloadavg()[0] > limit and time.monotonic() - start < patience:
+        time.sleep(5)
+
+
 def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: kB
 
@@ -165,6 +175,7 @@ def main(argv=None) -> int:
         jobs.append(("larry", args.larry, 2))
     rows = []
     for kind, n, d in jobs:
+        _wait_for_quiet()
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, __file__, "--one", kind, str(n), str(d), "--phases", *args.phases],

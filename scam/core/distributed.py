@@ -17,6 +17,7 @@ Nothing here is scam's own cluster code: process launch, rendezvous and communic
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 
 import torch
@@ -54,13 +55,28 @@ def rank_and_size() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if active() else (0, 1)
 
 
+def _in_threads(fn: Callable[[int], object], items: list[int]) -> dict:
+    """``{k: fn(k)}`` computed by as many threads as torch may use (the OT solver and k-means release
+    the GIL), each limited to one BLAS/OpenMP thread."""
+    from threadpoolctl import threadpool_limits
+
+    workers = min(len(items), torch.get_num_threads())
+    if workers <= 1:
+        return {k: fn(k) for k in items}
+    # one core per thread: BLAS / OpenMP pools inside them (k-means) would otherwise oversubscribe
+    with threadpool_limits(limits=1), ThreadPoolExecutor(workers) as pool:
+        return dict(zip(items, pool.map(fn, items)))
+
+
 def per_gap(fn: Callable[[int], object], n: int) -> list:
-    """``[fn(0), ..., fn(n - 1)]``, item ``k`` computed on rank ``k % world size`` and gathered on every
-    rank (``fn`` must not depend on which rank runs it)."""
+    """``[fn(0), ..., fn(n - 1)]``, item ``k`` computed on rank ``k % world size`` (in threads within a
+    rank) and gathered on every rank (``fn`` must not depend on which rank or thread runs it, nor on
+    the order: each gap draws from its own random stream)."""
     rank, size = rank_and_size()
     if size == 1:
-        return [fn(k) for k in range(n)]
-    mine = {k: fn(k) for k in range(rank, n, size)}
+        out = _in_threads(fn, list(range(n)))
+        return [out[k] for k in range(n)]
+    mine = _in_threads(fn, list(range(rank, n, size)))
     gathered: list = [None] * size
     dist.all_gather_object(gathered, mine)  # between this job's own processes, in memory
     out = {}

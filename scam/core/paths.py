@@ -65,7 +65,10 @@ class PathConfig:
         balanced plan's mean squared displacement is destroyed / created instead.
     max_plan_size
         Largest ``n_source x n_target`` solved as one exact plan; larger snapshots are split into random
-        chunks solved separately (memory linear in the number of cells).
+        chunks solved separately (memory linear in the number of cells). The network simplex costs
+        0.13 ms a cell at 1,000 x 1,000 and 0.48 ms at 2,500 x 2,500 (2-D), and held-out W1 on
+        LARRY-130k is the same with either (``benchmarks/README.md``, scale); the matching error the
+        smaller chunks add is corrected for (``noise_correction``).
     max_cells
         Plans are sized to what training consumes: a snapshot with more cells than this enters the
         couplings as a uniform random subsample of ``max_cells`` cells (drawn from the fit's ``rng``;
@@ -77,14 +80,17 @@ class PathConfig:
         Correct the path of exact plans (``"ot"``, ``"weighted"``) for their matching error
         (:mod:`scam.core.noise`): in many dimensions the paired cells are partly random partners and
         the straight-line path contracts inside each gap, which biases the velocity at the cells
-        (4x on a 50-D drifting cloud). The identity where the plans are exact (few dimensions).
+        (4x on a 50-D drifting cloud). Close to the identity where the plans are exact (few
+        dimensions). Used with the ``"pathwise"`` estimator only: the corrected pairs end at their
+        kept targets, not exactly at the target cells, and the ``"boundary"`` form needs paths that
+        end at the snapshots.
     """
 
     coupling: str = "auto"
     ot_reg: float = 0.01
     reg_m: float = 1.0
     uot_threshold: float = 3.0
-    max_plan_size: int = 6_500_000
+    max_plan_size: int = 1_000_000
     max_cells: int | None = 20_000
     noise_correction: bool = True
 
@@ -348,6 +354,22 @@ def _uot_entries(plan: np.ndarray, c0: np.ndarray, c1: np.ndarray):
 
 
 _INHERIT_ITERATIONS = 3  # fixed-point iterations when a gap inherits its targets' growth rates
+GROWTH_CELLS = 2500  # cells per side on which a gap's growth factors (or inherited weights) are found
+
+
+def _subsample(n: int, rng: np.random.Generator) -> np.ndarray:
+    return np.arange(n) if n <= GROWTH_CELLS else np.sort(rng.choice(n, GROWTH_CELLS, replace=False))
+
+
+def _extend(x: np.ndarray, sub: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` of the cells ``x[sub]``, given to every cell of ``x`` by its nearest one in ``sub``
+    (growth factors are shared by whole states, so a subsample of a snapshot carries them)."""
+    if len(sub) == len(x):
+        return values
+    from sklearn.neighbors import NearestNeighbors
+
+    _, nb = NearestNeighbors(n_neighbors=1).fit(x[sub]).kneighbors(x)
+    return values[nb[:, 0]]
 
 
 def cell_rates(plan: SegmentPlan, n_cells: int, du: float, side: str) -> np.ndarray:
@@ -368,10 +390,13 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng, progress=False):
     """Plans of the ``"weighted"`` coupling: growth where the data show it, inherited elsewhere.
 
     1. Every gap is tested (:func:`~scam.core.growth.growth_evidence`); a gap with evidence gets its
-       own growth factors.
+       own growth factors (:func:`~scam.core.growth.growth_factors`, found on at most
+       ``GROWTH_CELLS`` cells per side and given to every cell by its nearest subsampled cell; the
+       plan is then solved on every cell).
     2. A gap without evidence between equal masses says nothing about growth, but its neighbours may:
        it inherits the growth rates its target cells have in the next gap (a fixed point: source
-       cells are weighted by the mean ``exp(r_j du)`` of their targets, the plan re-solved), or else
+       cells are weighted by the mean ``exp(r_j du)`` of their targets, the plan re-solved: on at
+       most ``GROWTH_CELLS`` cells per side, then once on every cell), or else
        the rates with which its source cells arrived from the previous gap. Growth is a property of
        a lineage: a branch that dies after day 2 was dying just before it too.
     3. A gap with no informative neighbour stays pure transport (with unequal masses every cell grows
@@ -398,8 +423,15 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng, progress=False):
         return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="weighted",
                           growth=evidence[k], max_plan_size=max_plan_size, rng=stream or rng)
 
+    def evidence_plan(k):
+        g = plan_rngs[k]
+        s0, s1 = _subsample(len(xs[k]), g), _subsample(len(xs[k + 1]), g)
+        a, b = np.asarray(xs[k][s0], np.float64), np.asarray(xs[k + 1][s1], np.float64)
+        factors = growth_factors(a, b, masses[k], masses[k + 1], ot.dist(a, b), evidence[k].threshold, rng=g)
+        return plan(k, _extend(xs[k], s0, factors), stream=g)
+
     bar = tqdm(total=n_gaps, disable=not progress, desc="couplings (weighted)", leave=False)
-    plans = per_gap(lambda k: plan(k, stream=plan_rngs[k]) if evidence[k].threshold is not None else None, n_gaps)
+    plans = per_gap(lambda k: evidence_plan(k) if evidence[k].threshold is not None else None, n_gaps)
     bar.update(sum(p is not None for p in plans))
 
     def informative(rates):
@@ -409,15 +441,18 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng, progress=False):
         if plans[k] is None and plans[k + 1] is not None:
             rates = cell_rates(plans[k + 1], len(xs[k + 1]), du[k + 1], "source")
             if informative(rates):
-                factor = np.exp(rates * du[k])
-                weights = np.ones(len(xs[k]))
+                g = plan_rngs[k]
+                s0, s1 = _subsample(len(xs[k]), g), _subsample(len(xs[k + 1]), g)
+                factor = np.exp(rates[s1] * du[k])
+                weights = np.ones(len(s0))
                 for _ in range(_INHERIT_ITERATIONS):
-                    plans[k] = plan(k, weights)
-                    pi = np.diff(plans[k].cdf, prepend=0.0)
-                    num = np.bincount(plans[k].src, weights=pi * factor[plans[k].tgt], minlength=len(xs[k]))
-                    den = np.bincount(plans[k].src, weights=pi, minlength=len(xs[k]))
-                    weights = np.maximum(np.divide(num, den, out=np.ones(len(xs[k])), where=den > 0), 1e-12)
-                plans[k] = plan(k, weights)
+                    sub = build_plan(xs[k][s0], xs[k + 1][s1], masses[k], masses[k + 1], coupling="ot",
+                                     source_weights=weights, max_plan_size=max_plan_size, rng=g)
+                    pi = np.diff(sub.cdf, prepend=0.0)
+                    num = np.bincount(sub.src, weights=pi * factor[sub.tgt], minlength=len(s0))
+                    den = np.bincount(sub.src, weights=pi, minlength=len(s0))
+                    weights = np.maximum(np.divide(num, den, out=np.ones(len(s0)), where=den > 0), 1e-12)
+                plans[k] = plan(k, _extend(xs[k], s0, weights), stream=g)
     for k in range(1, n_gaps):  # or forwards from the previous one
         if plans[k] is None and plans[k - 1] is not None:
             rates = cell_rates(plans[k - 1], len(xs[k]), du[k - 1], "target")

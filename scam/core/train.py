@@ -411,7 +411,7 @@ def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, 
     return SnapshotPath(
         [scaling.to_internal(x) for x in xs], scaling.time_to_internal(times), masses, coupling=coupling,
         sigma=scaling.sigma_to_internal(config.objective.sigma), ot_reg=pc.ot_reg, reg_m=pc.reg_m,
-        max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold, noise_correction=pc.noise_correction,
+        max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold, noise_correction=pc.noise_correction and config.resolved_estimator() == "pathwise",
         moments=moments, rng=rng, progress=progress,
         log_growth=None if log_growth is None else [scaling.growth_to_internal(g) for g in log_growth],
     )
