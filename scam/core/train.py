@@ -350,7 +350,8 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
             else ("network" if growth_cfg is not None else "none (no evidence)")),
         "growth_evidence": None if path.growth is None else [g.to_dict() for g in path.growth],
         "plan_cells": [int(len(x)) for x in path.xs],
-        "matching_noise": None if path.corrections is None else [float(c.noise_share) for c in path.corrections],
+        "matching_noise": None if path.corrections is None else [
+            float("nan") if c is None else float(c.noise_share) for c in path.corrections],
         "seconds": {"plans": plan_seconds, "training": train_seconds},
         "steps": n_done,
     }

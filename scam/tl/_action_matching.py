@@ -167,7 +167,8 @@ def action_matching(
         at each threshold of ``grid``; ``excess``; the calibrated ``threshold``, NaN without evidence),
         and with exact couplings ``'matching_noise'`` (per gap: the share of the paired cells' mean
         squared displacement that is matching error of the plan, corrected for in the path: near 0 in
-        a few dimensions, near 1 where the plans pair cells almost at random; :mod:`scam.core.noise`).
+        a few dimensions, near 1 where the plans pair cells almost at random; NaN for gaps whose pairs
+        change mass, left uncorrected; :mod:`scam.core.noise`).
     ``adata.obsm[f'{key_added}_velocity']``
         Velocity of each cell at its own time, in ``use_rep`` units per time unit (NaN outside the
         fitted time range).
