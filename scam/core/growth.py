@@ -36,7 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import ot
-from scipy.linalg import sqrtm
+
+from .noise import gaussian_map
 
 GRID = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0)  # thresholds tried, x the median squared displacement
 PLATEAU = 0.75  # the calibrated threshold is the first at which the excess reaches this share of its max
@@ -137,14 +138,8 @@ def _destroyed(x0, x1, mass0, mass1, thresholds) -> np.ndarray:
 
 def _affine_push(x0: np.ndarray, x1: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """``cells`` moved by the OT map between Gaussians with the moments of ``x0`` and ``x1``."""
-    d = x0.shape[1]
     m0, m1 = x0.mean(axis=0), x1.mean(axis=0)
-    ridge = 1e-9 * np.eye(d)
-    s0 = np.atleast_2d(np.cov(x0.T)) + ridge
-    s1 = np.atleast_2d(np.cov(x1.T)) + ridge
-    r0 = np.real(sqrtm(s0))
-    r0i = np.linalg.inv(r0)
-    a = r0i @ np.real(sqrtm(r0 @ s1 @ r0)) @ r0i
+    a = gaussian_map(np.atleast_2d(np.cov(x0.T)), np.atleast_2d(np.cov(x1.T)))
     return m1 + (cells - m0) @ a.T
 
 

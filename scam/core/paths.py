@@ -205,6 +205,11 @@ def _progress(fn, n: int, progress: bool, desc: str):
     return wrapped
 
 
+def _n_chunks(n0: int, n1: int, max_plan_size: int) -> int:
+    """Number of random chunks an exact plan between ``n0`` and ``n1`` cells is solved in."""
+    return min(max(1, math.ceil(math.sqrt(n0 * n1 / max_plan_size))), n0, n1)
+
+
 def _chunks(n: int, n_chunks: int, rng: np.random.Generator) -> list[np.ndarray]:
     return np.array_split(rng.permutation(n), n_chunks)
 
@@ -268,8 +273,7 @@ def build_plan(
         return SegmentPlan(empty, empty, empty, mass0, empty, empty, independent=(n0, n1))
     if coupling not in COUPLINGS:
         raise ValueError(f"Unknown coupling {coupling!r}; choose one of {COUPLINGS}.")
-    n_chunks = max(1, math.ceil(math.sqrt(n0 * n1 / max_plan_size)))
-    n_chunks = min(n_chunks, n0, n1)
+    n_chunks = _n_chunks(n0, n1, max_plan_size)
     if coupling in ("uot", "weighted") and source_weights is not None:
         raise ValueError(
             f"A per-cell growth prior weights the balanced couplings; with coupling={coupling!r} the "
@@ -472,9 +476,8 @@ def _corrections(xs, plans, max_plan_size, rng, progress=False, moments=None) ->
     n_gaps = len(plans)
     streams = rng.spawn(n_gaps + 1)
     sizes = [len(x) for x in xs]
-    chunks = [min(max(1, math.ceil(math.sqrt(sizes[k] * sizes[k + 1] / max_plan_size))), sizes[k], sizes[k + 1])
-              for k in range(n_gaps)]
-    cells = [math.sqrt(sizes[k] * sizes[k + 1]) / chunks[k] for k in range(n_gaps)]
+    cells = [math.sqrt(sizes[k] * sizes[k + 1]) / _n_chunks(sizes[k], sizes[k + 1], max_plan_size)
+             for k in range(n_gaps)]
 
     def snapshot_noise(k: int) -> np.ndarray:  # at the plan size of the gaps the snapshot is in
         size = np.mean([cells[g] for g in (k - 1, k) if 0 <= g < n_gaps])
@@ -529,7 +532,7 @@ class SnapshotPath:
     noise_correction
         See :class:`PathConfig` (deterministic exact plans only: ``"ot"``, ``"weighted"``).
     moments
-        Mean and covariance of every snapshot when ``xs`` are subsamples of them
+        Mean, covariance and number of cells of every snapshot when ``xs`` are subsamples of them
         (:func:`scam.core.noise.snapshot_moments`): the noise correction's Gaussian maps use them.
     rng
         Random generator.
@@ -551,7 +554,7 @@ class SnapshotPath:
         log_growth: list[np.ndarray] | None = None,
         uot_threshold: float = PathConfig.uot_threshold,
         noise_correction: bool = PathConfig.noise_correction,
-        moments: list[tuple[np.ndarray, np.ndarray]] | None = None,
+        moments: list[tuple[np.ndarray, np.ndarray, int]] | None = None,
         rng: np.random.Generator,
         progress: bool = False,
     ):
