@@ -185,6 +185,43 @@ def test_unbalanced_path_has_snapshot_masses():
                 assert abs(float(w.mean()) / m - 1) < 0.03, (coupling, k, float(w.mean()), m)
 
 
+def test_brownian_bridge_path_points():
+    """sigma > 0: a point of the path between paired cells x_0, x_1 at fraction tau is
+    (1 - tau) x_0 + tau x_1 plus Gaussian noise of variance sigma^2 tau (1 - tau) du per coordinate;
+    no pathwise velocity. Checked at tau = 1/4 of a gap of du = 1/2 between two point masses (every
+    pair of the first gap is (0, 0) -> (2, 4))."""
+    xs = [np.zeros((3, 2)), np.tile([2.0, 4.0], (3, 1)), np.tile([2.0, 4.0], (3, 1))]
+    sigma, du, n = 0.8, 0.5, 40000
+    path = SnapshotPath(xs, np.array([0.0, du, 1.0]), np.ones(3), coupling="independent", sigma=sigma,
+                        noise_correction=False, rng=np.random.default_rng(0))
+    x, w, v, w_dot = path.sample_path(np.full(n, 0.25 * du), np.random.default_rng(1))
+    x = x.numpy()
+    assert v is None
+    np.testing.assert_allclose(w.numpy(), 1.0)
+    np.testing.assert_allclose(w_dot.numpy(), 0.0, atol=1e-12)
+    np.testing.assert_allclose(x.mean(axis=0), [0.5, 1.0], atol=4 * sigma / np.sqrt(n))
+    np.testing.assert_allclose(x.var(axis=0), sigma**2 * 0.25 * 0.75 * du, rtol=0.03)
+
+
+def test_adamw_falls_back_to_the_multi_tensor_kernel(monkeypatch):
+    """Where torch has no fused AdamW for the parameters' device, training uses the foreach one."""
+    from scam.core import train as train_mod
+
+    params = [nn.Parameter(torch.zeros(3))]
+    assert train_mod._adamw(params, train_mod.OptimConfig()).defaults["fused"]  # this build: fused on CPU
+    real = torch.optim.AdamW
+
+    def no_fused(*args, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("fused=True requires all the params to be floating point Tensors of supported devices")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
+    opt = train_mod._adamw(params, train_mod.OptimConfig(lr=0.01))
+    assert opt.defaults["foreach"] and not opt.defaults["fused"]
+    assert opt.defaults["lr"] == 0.01
+
+
 def test_same_seed_same_result():
     tc = gaussian_geodesic(200, rng=0)
     cfg = TrainConfig.from_flat(n_steps=60, eval_every=20)
