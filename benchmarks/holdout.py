@@ -52,6 +52,8 @@ CONFIGS = {
     "boundary": {"config": {"estimator": "boundary"}},  # the paper's form, same steps
     "boundary4000": {"config": {"estimator": "boundary", "n_steps": 4000}},  # the default before pathwise
     "pathwise4000": {"config": {"n_steps": 4000}},
+    # plans sized to training (issue 16): one exact plan per gap instead of 1,000-cell chunks
+    "exact_plans": {"config": {"max_plan_size": 10**9, "max_cells": None}},
 }
 
 

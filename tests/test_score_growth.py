@@ -364,3 +364,26 @@ def test_expression_that_is_not_log_normalised(mouse):
     counts.X = np.expm1(counts.X.toarray()) * 100
     with pytest.warns(UserWarning, match="log1p"):
         score_growth(counts, "mouse")
+
+
+def test_growth_gene_sets_are_the_default_sets_score_growth_uses():
+    """The public accessor returns the shipped sets: the genes score_growth found are exactly its genes
+    present in the data; human and mouse symbols; fresh lists; unknown organism named in the error."""
+    from scam.pp import growth_gene_sets
+
+    mouse, human = growth_gene_sets("mouse"), growth_gene_sets("human")
+    assert set(mouse) == set(human) == {"proliferation", "apoptosis"}
+    assert "Mki67" in mouse["proliferation"] and "MKI67" in human["proliferation"]
+    for sets in (mouse, human):
+        for genes in sets.values():
+            assert len(genes) >= 50 and len(set(genes)) == len(genes)
+    adata = _synthetic("mouse")
+    score_growth(adata, organism="mouse")
+    for kind, genes in mouse.items():
+        used = list(adata.uns[KEY]["gene_sets"][kind]["genes_used"])
+        assert used == [g for g in genes if g in adata.var_names], kind
+        assert adata.uns[KEY]["gene_sets"][kind]["n_genes"] == len(genes)
+    mouse["proliferation"].clear()
+    assert growth_gene_sets("mouse")["proliferation"], "the caller's copy must not be the package's"
+    with pytest.raises(ValueError, match=r"Unknown organism 'zebrafish'.*proliferation_genes"):
+        growth_gene_sets("zebrafish")

@@ -39,6 +39,33 @@ def _load_gene_set(kind: str, organism: str) -> list[str]:
     return list(dict.fromkeys(g for g in genes if g))
 
 
+def growth_gene_sets(organism: str = "human") -> dict[str, list[str]]:
+    """The proliferation and apoptosis gene sets shipped with scam (the defaults of :func:`score_growth`).
+
+    Copied from moscot (BSD-3-Clause; provenance in ``scam/pp/_data/gene_sets/README.md``): the sets
+    Waddington-OT and moscot use for their birth-death growth prior.
+
+    Parameters
+    ----------
+    organism
+        ``"human"`` (upper-case symbols, e.g. ``MKI67``) or ``"mouse"`` (e.g. ``Mki67``).
+
+    Returns
+    -------
+    ``{"proliferation": [...], "apoptosis": [...]}``: gene symbols in file order, without duplicates.
+    A new dictionary of new lists on every call (changing it changes nothing in scam).
+
+    Examples
+    --------
+    >>> sets = scam.pp.growth_gene_sets("mouse")  # doctest: +SKIP
+    >>> found = [g for g in sets["proliferation"] if g in adata.var_names]  # doctest: +SKIP
+    """
+    if organism not in ORGANISMS:
+        raise ValueError(f"Unknown organism {organism!r}; choose one of {ORGANISMS}, or pass your own gene "
+                         "lists to `scam.pp.score_growth(proliferation_genes=..., apoptosis_genes=...)`.")
+    return {kind: _load_gene_set(kind, organism) for kind in KINDS}
+
+
 def _logistic_rate(score, *, rate_max: float, rate_min: float, center: float, width: float) -> np.ndarray:
     """``rate_min + (rate_max - rate_min) / (1 + exp(-4 (score - center) / width))``.
 
