@@ -34,6 +34,19 @@ if not any(isinstance(h, _ToScanpy) for h in logger.handlers):
     logger.propagate = False
 
 
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes :func:`warnings.warn`, called where this is called, point at the
+    first frame outside the scam package (the user's line, however deep the call inside scam)."""
+    import sys
+    from pathlib import Path
+
+    package = str(Path(__file__).resolve().parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def make_rng(rng: int | np.random.Generator | None) -> np.random.Generator:
     """Turn a seed, a Generator or ``None`` into a :class:`numpy.random.Generator`."""
     if isinstance(rng, np.random.Generator):

@@ -98,3 +98,23 @@ def test_growth_factors_between_unequal_masses_keep_the_total():
     for c in (0, 1):
         observed = np.sum(comp[1] == c) / np.sum(comp[0] == c)
         assert abs(np.log(f[comp[0] == c].mean() / observed)) < 0.1, (c, f[comp[0] == c].mean(), observed)
+
+
+def test_growth_seen_but_not_placed_is_reported_not_silenced(branching):
+    """A gap of the branching system shows growth; with every source cell it is placed on the branches
+    (a growth network is fitted), with 40 source cells (a single state) it cannot be: every rate is 0,
+    the fit says so in its label and in a warning naming the gap and the fix."""
+    from scam.core import PotentialConfig, TrainConfig, fit
+
+    tc, _ = branching
+    xs, times = [tc.xs[2], tc.xs[3]], tc.times[2:4]
+    cfg = TrainConfig.from_flat(growth_weight=1.0, n_steps=5, eval_every=5)
+    net = PotentialConfig(dim=xs[0].shape[1], hidden=16, n_layers=2)
+    placed = fit(xs, times, config=cfg, network=net, rng=0, progress=False)
+    assert placed.info["growth"] == "network" and placed.growth_net is not None
+    small = [xs[0][np.random.default_rng(0).choice(len(xs[0]), 40, replace=False)], xs[1]]
+    with pytest.warns(UserWarning, match=r"show growth between time points .* could not be placed.*score_growth") as rec:
+        unplaced = fit(small, times, config=cfg, network=net, rng=0, progress=False)
+    assert [w.filename for w in rec if "could not be placed" in str(w.message)] == [__file__]  # the caller's line
+    assert unplaced.info["growth_evidence"][0]["threshold"] is not None
+    assert unplaced.info["growth"] == "none (evidence not placed)" and unplaced.growth_net is None

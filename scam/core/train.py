@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from ._utils import cpu_threads, resolve_device, torch_generator, torch_threads
-from .._utils import check_types, logger, make_rng
+from .._utils import caller_stacklevel, check_types, logger, make_rng
 from . import distributed
 from .losses import ObjectiveConfig, action_matching_loss
 from .model import ActionModel
@@ -329,6 +330,8 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
             dim=dim, hidden=GROWTH_HIDDEN, n_layers=GROWTH_LAYERS, n_frequencies=network.n_frequencies,
             activation=network.activation,
         )
+    elif objective.separate_growth and unplaced_growth(path.growth):
+        _warn_unplaced(path.growth, times)
     elif objective.separate_growth:
         logger.info("scam: the data show no growth (pure transport between equal masses): growth rate 0")
     tgen = torch_generator(rng)
@@ -347,7 +350,8 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
         "estimator": loss_kw["estimator"],
         "growth": "none" if objective.growth_weight == 0 else (
             "potential" if not objective.separate_growth
-            else ("network" if growth_cfg is not None else "none (no evidence)")),
+            else ("network" if growth_cfg is not None
+                  else "none (evidence not placed)" if unplaced_growth(path.growth) else "none (no evidence)")),
         "growth_evidence": None if path.growth is None else [g.to_dict() for g in path.growth],
         "plan_cells": [int(len(x)) for x in path.xs],
         "matching_noise": None if path.corrections is None else [
@@ -359,6 +363,27 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
         ema["potential"], scaling=scaling, sigma=objective.sigma, history=history, info=info,
         growth_weight=0.0 if objective.separate_growth else objective.growth_weight,
         growth_net=ema["growth"] if growth_cfg is not None else None,
+    )
+
+
+def unplaced_growth(evidence) -> list[int]:
+    """Gaps whose snapshots show growth (:func:`~scam.core.growth.growth_evidence`) on a path that
+    nevertheless changes no mass: the growth could not be given to any group of cells."""
+    return [k for k, gap in enumerate(evidence or []) if gap.threshold is not None]
+
+
+def _warn_unplaced(evidence, times) -> None:
+    from .growth import CELLS_PER_STATE
+
+    gaps = ", ".join(f"{times[k]:g} -> {times[k + 1]:g} (excess {evidence[k].excess:.3f})"
+                     for k in unplaced_growth(evidence))
+    warnings.warn(
+        f"The snapshots show growth between time points {gaps}, but it could not be placed on any group "
+        f"of cells: growth is shared by compartments of states (about {CELLS_PER_STATE} cells each) that "
+        f"exchange mass, and here no compartment could be told apart from the rest (a time point with fewer than "
+        f"{2 * CELLS_PER_STATE} cells is a single state). Every growth rate is 0. For a growth map, give a "
+        "per-cell prior (`scam.pp.score_growth`) or population sizes (`growth={time: mass}`).",
+        UserWarning, stacklevel=caller_stacklevel(),
     )
 
 

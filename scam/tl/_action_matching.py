@@ -156,7 +156,10 @@ def action_matching(
     ``adata.uns[key_added]``
         ``'params'`` (all options, including ``holdout``; what the engine decided: ``coupling``, the
         coupling used between time points, ``estimator``, and ``growth_fit``: ``'network'``,
-        ``'potential'``, ``'none'`` or ``'none (no evidence)'``), ``'times'`` (fitted time points),
+        ``'potential'``, ``'none'`` (balanced), ``'none (no evidence)'`` (no gap shows growth beyond pure
+        transport: every rate is 0) or ``'none (evidence not placed)'`` (a gap shows growth but every
+        cell falls in one compartment, e.g. a time point of a few dozen cells: every rate is 0, with a
+        warning)), ``'times'`` (fitted time points),
         ``'scaling'`` (``shift``, ``scale``, ``t_min``, ``t_max``), ``'history'`` (``step``, ``loss``,
         ``val_loss``), ``'model'`` (config JSON + weight arrays; see :func:`scam.tl.get_model`),
         ``'fit_seconds'``, ``'seconds'`` (per phase: ``plans``, ``training``, ``fields``: the writes to
