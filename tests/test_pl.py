@@ -397,6 +397,13 @@ def test_potential_panels_scale_and_centring(adata):
         dots = [s for s in collections_of(a, PathCollection) if len(s.get_offsets())]
         np.testing.assert_allclose(dots[0].get_offsets(), cells)
     assert norms[0] == norms[1]  # one colour scale for all panels
+    # set by the values the panels' own cells sit at (2nd-98th percentile, pooled), not by the field
+    # extrapolated over the cells of other times
+    at_cells = np.concatenate([model.potential(x[np.isclose(t, tt)], tt) - model.potential(x[np.isclose(t, tt)], tt).mean()
+                               for tt in (0.0, 2.0)])
+    lo, hi = np.percentile(at_cells, [2, 98])
+    spread = hi - lo
+    assert abs(norms[0][0] - lo) < 0.05 * spread and abs(norms[0][1] - hi) < 0.05 * spread, (norms[0], lo, hi)
     (cb,) = colorbars(fig)
     label = cb.ax.get_ylabel()
     # the sign convention and units are on the colour bar

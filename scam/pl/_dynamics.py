@@ -611,7 +611,8 @@ def potential(
     The potential is shown over two components of the fit's ``use_rep``, only where there are cells
     (of any fitted time, within a smooth outline; elsewhere the model is not constrained by data),
     as a smoothly shaded landscape (bilinear interpolation of a fine grid) with contour lines, on one
-    colour scale for all panels.
+    colour scale for all panels. The scale spans the values at each panel's own cells (2nd to 98th
+    percentile, pooled over panels): away from them the field is extrapolated and may saturate.
 
     Parameters
     ----------
@@ -676,7 +677,7 @@ def potential(
     inside = dist <= radius
     outline = support_path(gx, gy, dist, radius, smooth=0.5 * radius)
     label, centred = _potential_label(model, params["use_rep"], params.get("time_key"))
-    fields, near = [], []
+    fields, near, scale_values = [], [], []
     for t in times:
         t_near = nearest_observed_time(t_all[in_range], t)
         at = np.isclose(t_all, t_near) & in_range
@@ -689,15 +690,22 @@ def potential(
             phi = phi - model.potential(x_all[at], t).mean()
         fields.append(phi)  # the whole grid: what is shown is clipped to the outline of the cells
         near.append(at)
-    pooled = np.concatenate([f[inside] for f in fields])
-    lo, hi = np.percentile(pooled, [1, 99])
+        # the colour range: the values this time's own cells sit at (elsewhere the field is extrapolated,
+        # and a few stray cells in a steep corner would set the scale of every panel)
+        xy_t = x_all[at][:, list(comps)]
+        ix = np.clip(np.searchsorted(gx, xy_t[:, 0]), 0, grid_size - 1)
+        iy = np.clip(np.searchsorted(gy, xy_t[:, 1]), 0, grid_size - 1)
+        scale_values.append(phi[iy, ix])
+    pooled = np.concatenate(scale_values)
+    lo, hi = np.percentile(pooled, [2, 98])
     if hi <= lo:
         hi = lo + max(1e-9, abs(lo) * 1e-6)
     line_values = mpl.ticker.MaxNLocator(nbins=levels).tick_values(lo, hi)
     line_values = line_values[(line_values >= lo) & (line_values <= hi)]
     norm = mpl.colors.Normalize(vmin=lo, vmax=hi)
+    shown = np.concatenate([f[inside] for f in fields])
     extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
-        (bool(pooled.min() < lo), bool(pooled.max() > hi))]
+        (bool(shown.min() < lo), bool(shown.max() > hi))]
 
     fig, axes = make_axes(ax, len(times), ncols=ncols, panel_size=(4.0, 3.6))
     tk = params.get("time_key")
