@@ -90,3 +90,28 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert abs(e1 - e2) < 0.05, (e1, e2)
     # and the two fields agree with each other about as well as each agrees with the truth
     assert np.sqrt(np.mean(np.sum((single.velocity(x, 0.5) - ranks[0]["velocity"]) ** 2, axis=1))) / scale < 0.15
+
+
+def test_progress_bars_count_this_ranks_share(monkeypatch):
+    """Under torch.distributed a rank computes items k % K == rank: its bar counts those and closes
+    when they are done (it used to wait for all n and never close); one set of bars, on rank 0."""
+    from scam.core import paths
+
+    bars = []
+
+    class FakeBar:
+        def __init__(self, total, disable, desc, leave):
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(paths, "tqdm", FakeBar)
+    monkeypatch.setattr(paths, "rank_and_size", lambda: (1, 2))
+    wrapped = paths._progress(lambda k: k * 10, 5, True, "test")
+    assert [wrapped(k) for k in (1, 3)] == [10, 30]  # rank 1 of 2 computes items 1 and 3 of 5
+    assert bars[0].total == 2 and bars[0].closed

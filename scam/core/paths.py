@@ -36,7 +36,7 @@ import ot
 from tqdm import tqdm
 
 from .._utils import check_types, logger
-from .distributed import per_gap
+from .distributed import per_gap, rank_and_size
 from .growth import GapGrowth, growth_evidence, growth_factors, tv_unbalanced
 from .noise import MomentCorrection, matching_noise
 
@@ -192,13 +192,16 @@ def _growth_weights(log_growth: np.ndarray, du: float) -> np.ndarray:
 
 
 def _progress(fn, n: int, progress: bool, desc: str):
-    """``fn`` with a tqdm bar over its calls (this rank's share under torch.distributed)."""
-    bar = tqdm(total=n, disable=not progress, desc=desc, leave=False)
+    """``fn`` with a tqdm bar over its calls by :func:`~scam.core.distributed.per_gap` (under
+    torch.distributed: this rank's share of the ``n`` items)."""
+    rank, size = rank_and_size()
+    mine = len(range(rank, n, size))
+    bar = tqdm(total=mine, disable=not progress, desc=desc, leave=False)
 
     def wrapped(k):
         out = fn(k)
         bar.update(1)
-        if bar.n == n:
+        if bar.n == mine:
             bar.close()
         return out
 

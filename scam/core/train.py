@@ -317,6 +317,7 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
         raise ValueError(f"PotentialConfig.dim={network.dim} but the data have {dim} dimensions.")
     rng = make_rng(rng)
     dev = distributed.setup(resolve_device(device))
+    progress = progress and distributed.rank_and_size()[0] == 0  # one set of bars, on rank 0
 
     scaling = Scaling.from_snapshots(xs, times)
     clock = time.perf_counter()
