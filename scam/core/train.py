@@ -331,9 +331,10 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
             dim=dim, hidden=GROWTH_HIDDEN, n_layers=GROWTH_LAYERS, n_frequencies=network.n_frequencies,
             activation=network.activation,
         )
-    elif objective.separate_growth and unplaced_growth(path.growth):
-        _warn_unplaced(path.growth, times)
-    elif objective.separate_growth:
+    unplaced = _unplaced_growth(path.growth) if objective.separate_growth and growth_cfg is None else []
+    if unplaced:
+        _warn_unplaced(path.growth, unplaced, times)
+    elif objective.separate_growth and growth_cfg is None:
         logger.info("scam: the data show no growth (pure transport between equal masses): growth rate 0")
     tgen = torch_generator(rng)
     net = _build_networks(network, growth_cfg, rng).to(dev)
@@ -349,10 +350,7 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
     info = {
         "coupling": coupling,
         "estimator": loss_kw["estimator"],
-        "growth": "none" if objective.growth_weight == 0 else (
-            "potential" if not objective.separate_growth
-            else ("network" if growth_cfg is not None
-                  else "none (evidence not placed)" if unplaced_growth(path.growth) else "none (no evidence)")),
+        "growth": _growth_label(objective, growth_cfg is not None, bool(unplaced)),
         "growth_evidence": None if path.growth is None else [g.to_dict() for g in path.growth],
         "plan_cells": [int(len(x)) for x in path.xs],
         "matching_noise": None if path.corrections is None else [
@@ -367,22 +365,32 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
     )
 
 
-def unplaced_growth(evidence) -> list[int]:
-    """Gaps whose snapshots show growth (:func:`~scam.core.growth.growth_evidence`) on a path that
-    nevertheless changes no mass: the growth could not be given to any group of cells."""
+def _growth_label(objective: ObjectiveConfig, network: bool, unplaced: bool) -> str:
+    """What carries growth in the fitted model (``info["growth"]``, ``params["growth_fit"]`` in tl)."""
+    if objective.growth_weight == 0:
+        return "none"
+    if not objective.separate_growth:
+        return "potential"
+    if network:
+        return "network"
+    return "none (evidence not placed)" if unplaced else "none (no evidence)"
+
+
+def _unplaced_growth(evidence) -> list[int]:
+    """Gaps whose snapshots show growth (:func:`~scam.core.growth.growth_evidence`); called for a path
+    that changes no mass, where that growth could not be given to any group of cells."""
     return [k for k, gap in enumerate(evidence or []) if gap.threshold is not None]
 
 
-def _warn_unplaced(evidence, times) -> None:
+def _warn_unplaced(evidence, unplaced: list[int], times) -> None:
     from .growth import CELLS_PER_STATE
 
-    gaps = ", ".join(f"{times[k]:g} -> {times[k + 1]:g} (excess {evidence[k].excess:.3f})"
-                     for k in unplaced_growth(evidence))
+    gaps = ", ".join(f"{times[k]:g} -> {times[k + 1]:g} (excess {evidence[k].excess:.3f})" for k in unplaced)
     warnings.warn(
         f"The snapshots show growth between time points {gaps}, but it could not be placed on any group "
         f"of cells: growth is shared by compartments of states (about {CELLS_PER_STATE} cells each) that "
-        f"exchange mass, and here no compartment could be told apart from the rest (a time point with fewer than "
-        f"{2 * CELLS_PER_STATE} cells is a single state). Every growth rate is 0. For a growth map, give a "
+        "exchange mass, and here no compartment could be told apart from the rest (a time point with fewer "
+        f"than {2 * CELLS_PER_STATE} cells is a single state). Every growth rate is 0. For a growth map, give a "
         "per-cell prior (`scam.pp.score_growth`) or population sizes (`growth={time: mass}`).",
         UserWarning, stacklevel=caller_stacklevel(),
     )
