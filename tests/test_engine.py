@@ -349,3 +349,23 @@ def test_tiny_entropic_regularisation_falls_back_to_exact_ot():
     np.testing.assert_array_equal(tiny.tgt, exact.tgt)
     blurred = build_plan(x0, x1, 1.0, 1.0, coupling="sinkhorn", reg=2.0, rng=np.random.default_rng(0))
     assert blurred.n_pairs > 3 * exact.n_pairs  # a real entropic plan spreads mass over many pairs
+
+
+@pytest.mark.parametrize("growth", ["network", "potential", "none"])
+def test_fields_in_one_pass_equal_the_separate_methods(growth):
+    """ActionModel.fields (what scam.tl.action_matching writes) equals potential, velocity and
+    growth_rate called one by one, for a growth network, the paper's g = lambda s, and balanced."""
+    from scam.datasets._synthetic import branching_growth
+
+    tc = branching_growth(300, rng=0)
+    settings = {"network": {"growth_weight": 1.0}, "potential": {"growth_weight": 1.0, "growth_model": "potential"},
+                "none": {}}[growth]
+    model = fit(tc.xs, tc.times, network=PotentialConfig(dim=tc.xs[0].shape[1], hidden=16, n_layers=2),
+                config=TrainConfig.from_flat(n_steps=5, eval_every=5, **settings), rng=0, progress=False)
+    x = np.concatenate(tc.xs)[::7]
+    t = np.linspace(tc.times[0], tc.times[-1], len(x))
+    pot, vel, rate = model.fields(x, t)
+    np.testing.assert_allclose(pot, model.potential(x, t), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(vel, model.velocity(x, t), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(rate, model.growth_rate(x, t), rtol=1e-6, atol=1e-6)
+    assert (np.abs(rate).max() > 0) == (growth != "none")

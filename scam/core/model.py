@@ -193,6 +193,32 @@ class ActionModel:
         _, g = self._s_grad(self._u(t, len(z)), z)
         return self.scaling.velocity(g.cpu().numpy().astype(np.float64))
 
+    def fields(self, x, t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Potential, velocity and growth rate at the same cells in one pass: what :meth:`potential`,
+        :meth:`velocity` and :meth:`growth_rate` return, with the network evaluated once (the
+        potential comes with its gradient).
+
+        Parameters
+        ----------
+        x
+            Cells, ``(n, d)``.
+        t
+            A time, or one time per cell.
+
+        Returns
+        -------
+        ``(potential (n,), velocity (n, d), growth rate (n,))``.
+        """
+        z = self._z(x)
+        u = self._u(t, len(z))
+        s, g = self._s_grad(u, z)
+        growth = self._growth(u, z, s) if self.unbalanced else None
+        return (
+            self.scaling.potential(s.cpu().numpy().astype(np.float64)),
+            self.scaling.velocity(g.cpu().numpy().astype(np.float64)),
+            np.zeros(len(z)) if growth is None else self.scaling.growth(growth.cpu().numpy().astype(np.float64)),
+        )
+
     def growth_rate(self, x, t) -> np.ndarray:
         """Growth rate ``g(t, x)`` per time unit (``d log mass / dt``); zeros for balanced models.
 

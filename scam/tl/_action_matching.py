@@ -264,9 +264,7 @@ def action_matching(
     starts = range(0, len(idx), _CHUNK)
     for s in tqdm(starts, disable=not progress or len(starts) < 4, desc="velocity, potential, growth", leave=False):
         sel = idx[s : s + _CHUNK]
-        velocity[sel] = model.velocity(x_all[sel], t_all[sel])
-        potential[sel] = model.potential(x_all[sel], t_all[sel])
-        growth_rate[sel] = model.growth_rate(x_all[sel], t_all[sel])
+        potential[sel], velocity[sel], growth_rate[sel] = model.fields(x_all[sel], t_all[sel])
     field_seconds = _time.perf_counter() - clock
     logger.info("scam: velocity, potential and growth of %d cells in %.1f s", len(idx), field_seconds)
 
