@@ -21,6 +21,11 @@ FORMAT_VERSION = 2  # 2: optional separate growth network; version 1 files load 
 _READABLE_VERSIONS = (1, 2)
 
 
+def _float64(values: torch.Tensor) -> np.ndarray:
+    """A (detached) tensor as a float64 numpy array on the CPU."""
+    return values.cpu().numpy().astype(np.float64)
+
+
 class ActionModel:
     """Learned dynamics ``dx = grad phi(t, x) dt + sigma dW`` with growth rate ``g(t, x)``.
 
@@ -173,7 +178,7 @@ class ActionModel:
         z = self._z(x)
         with torch.no_grad():
             s = self.net(self._u(t, len(z)), z)
-        return self.scaling.potential(s.cpu().numpy().astype(np.float64))
+        return self.scaling.potential(_float64(s))
 
     def velocity(self, x, t) -> np.ndarray:
         """Velocity ``grad phi(t, x)`` (data units per time unit), ``(n, d)``.
@@ -191,7 +196,7 @@ class ActionModel:
         """
         z = self._z(x)
         _, g = self._s_grad(self._u(t, len(z)), z)
-        return self.scaling.velocity(g.cpu().numpy().astype(np.float64))
+        return self.scaling.velocity(_float64(g))
 
     def fields(self, x, t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Potential, velocity and growth rate at the same cells in one pass: what :meth:`potential`,
@@ -214,9 +219,9 @@ class ActionModel:
         s, g = self._s_grad(u, z)
         growth = self._growth(u, z, s) if self.unbalanced else None
         return (
-            self.scaling.potential(s.cpu().numpy().astype(np.float64)),
-            self.scaling.velocity(g.cpu().numpy().astype(np.float64)),
-            np.zeros(len(z)) if growth is None else self.scaling.growth(growth.cpu().numpy().astype(np.float64)),
+            self.scaling.potential(_float64(s)),
+            self.scaling.velocity(_float64(g)),
+            np.zeros(len(z)) if growth is None else self.scaling.growth(_float64(growth)),
         )
 
     def growth_rate(self, x, t) -> np.ndarray:
@@ -238,7 +243,7 @@ class ActionModel:
         z = self._z(x)
         with torch.no_grad():
             g = self._growth(self._u(t, len(z)), z)
-        return self.scaling.growth(g.cpu().numpy().astype(np.float64))
+        return self.scaling.growth(_float64(g))
 
     def _growth(self, u: torch.Tensor, z: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
         """Growth rate per internal time unit (``s``: the potential at ``(u, z)``, if known)."""

@@ -645,13 +645,14 @@ class SnapshotPath:
         as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
         tau_t = as_t(pos)[:, None]
         x = (1 - tau_t) * x0 + tau_t * x1
-        v = as_t(speed)[:, None] * (x1 - x0) if deterministic else None
+        speed_t = as_t(speed)[:, None]
+        v = speed_t * (x1 - x0) if deterministic else None
         for seg, sel, sel_t in gaps:
             if self.corrections is not None and self.corrections[seg] is not None:
                 xt, vt = self.corrections[seg].apply(x0[sel_t], x1[sel_t], pos[sel])
                 x[sel_t] = xt
                 if deterministic:
-                    v[sel_t] = as_t(speed[sel])[:, None] * vt
+                    v[sel_t] = speed_t[sel_t] * vt
         if noise is not None:
             x = x + as_t(noise)
         return x, as_t(w), v, as_t(w_dot)
