@@ -26,10 +26,10 @@ import ot
 from sklearn.cluster import KMeans
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from holdout import DEFAULT_DATA, load_cite  # noqa: E402
+from holdout import DEFAULT_DATA, load_cite
 
-from scam.core.growth import tv_unbalanced  # noqa: E402
-from scam.metrics import wasserstein  # noqa: E402
+from scam.core.growth import tv_unbalanced
+from scam.metrics import wasserstein
 
 FOLDS = ((3.0, 2.0, 4.0), (4.0, 3.0, 7.0))  # held out, previous, next
 
@@ -81,7 +81,8 @@ def main(argv=None) -> int:
             results.setdefault(name, {})[h] = wasserstein(q, xs[h], p=1, a=wq / wq.sum())
 
     print(f"== cluster shares (k-means, {args.clusters} clusters on all days; Cite-5, {args.cells} cells/day) ==")
-    print(f"{'cluster':>7} {'day 2':>7} {'day 3':>7} {'day 4':>7} {'day 7':>7} | {'OT->3':>7} {'err':>7} | {'OT->4':>7} {'err':>7}")
+    print(f"{'cluster':>7} {'day 2':>7} {'day 3':>7} {'day 4':>7} {'day 7':>7} | "
+          f"{'OT->3':>7} {'err':>7} | {'OT->4':>7} {'err':>7}")
     for c in np.argsort(-np.abs(ot_share[4.0] - share[4.0])):
         row = " ".join(f"{share[d][c]:7.3f}" for d in (2.0, 3.0, 4.0, 7.0))
         e3, e4 = ot_share[3.0][c] - share[3.0][c], ot_share[4.0][c] - share[4.0][c]

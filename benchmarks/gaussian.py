@@ -3,7 +3,8 @@
 Snapshots of ``N(m0, S0)`` at t=0 and ``N(m1, S1)`` at t=1 are generated; the exact interpolation
 between them (McCann's displacement interpolation) moves with the linear velocity field
 
-    v_t(y) = (A - I) ((1 - t) I + t A)^{-1} (y - m_t) + (m1 - m0),   A = S0^{-1/2} (S0^{1/2} S1 S0^{1/2})^{1/2} S0^{-1/2},
+    v_t(y) = (A - I) ((1 - t) I + t A)^{-1} (y - m_t) + (m1 - m0),
+    A = S0^{-1/2} (S0^{1/2} S1 S0^{1/2})^{1/2} S0^{-1/2},
 
 (``scam.datasets._synthetic.gaussian_geodesic``; the same field as ``tests/test_engine.py``). A model is
 trained on the two snapshots and its learned ``grad s`` (``ActionModel.velocity``) is compared with
@@ -124,11 +125,13 @@ def main(argv=None) -> int:
     print(f"\nGaussian W2 geodesic, d={args.dim}, {args.cells} cells per snapshot, seed {args.seed}, "
           f"torch threads {args.threads}")
     print("relative L2 error of grad s vs the closed-form velocity; inner: t = 0.1..0.9, ends: t = 0 and 1\n")
-    head = f"| {'method':<22} | {'setting':<14} | {'steps':>5} | {'err inner':>9} | {'err ends':>8} | {'x full':>6} | {'fit s':>6} |"
+    head = (f"| {'method':<22} | {'setting':<14} | {'steps':>5} | {'err inner':>9} | {'err ends':>8} "
+            f"| {'x full':>6} | {'fit s':>6} |")
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for name, e_in, e_end, sec, steps, setting in rows:
-        print(f"| {name:<22} | {setting:<14} | {steps:>5} | {e_in:>9.4f} | {e_end:>8.4f} | {e_in / ref:>6.2f} | {sec:>6.1f} |")
+        print(f"| {name:<22} | {setting:<14} | {steps:>5} | {e_in:>9.4f} | {e_end:>8.4f} "
+              f"| {e_in / ref:>6.2f} | {sec:>6.1f} |")
     ok = ref <= TARGET
     print(f"\nfull-budget inner error {ref:.4f}: target <= {TARGET:.2f} {'MET' if ok else 'NOT MET'}")
     return 0

@@ -158,7 +158,8 @@ def main(argv=None) -> int:
     print("Mean learned growth rate of each branch's observed cells; rel = relative to the population average "
           f"(truth: rate - dlogM/dt); 'ok' = within {TOL:.0%} of the truth for both branches\n")
     tcols = " | ".join(f"t={t:g} ({names[0][:4]}/{names[1][:4]})".ljust(19) for t in times)
-    head = f"| {'config':<13} | {'interior: prolif / dying':<32} | {'ok':<3} | {'all times':<15} | {tcols} | {'fit s':>5} |"
+    head = (f"| {'config':<13} | {'interior: prolif / dying':<32} | {'ok':<3} | {'all times':<15} "
+            f"| {tcols} | {'fit s':>5} |")
     print(head)
     print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|")
     for name, relative, est, truth, secs in rows:
@@ -169,7 +170,8 @@ def main(argv=None) -> int:
         tag = " rel" if relative else ""
         interior_s = f"{e_in[0]:+.2f} / {e_in[1]:+.2f} (true {t_in[0]:+.2f} / {t_in[1]:+.2f}){tag}"
         per_t = " | ".join(f"{a:+.2f} / {b:+.2f}".ljust(19) for a, b in est)
-        print(f"| {name:<13} | {interior_s:<32} | {ok:<3} | {e_all[0]:+.2f} / {e_all[1]:+.2f}   | {per_t} | {secs:>5.0f} |")
+        print(f"| {name:<13} | {interior_s:<32} | {ok:<3} | {e_all[0]:+.2f} / {e_all[1]:+.2f}   "
+              f"| {per_t} | {secs:>5.0f} |")
     print("\nrelative errors (interior): " + "; ".join(
         f"{n}: {abs(e[interior].mean(0)[0] / t[interior].mean(0)[0] - 1):.0%} / "
         f"{abs(e[interior].mean(0)[1] / t[interior].mean(0)[1] - 1):.0%}" for n, _, e, t, _ in rows))

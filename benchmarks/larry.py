@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -96,7 +95,7 @@ def main(argv=None) -> int:
         if sub.empty:
             continue
 
-        def fmt(col):
+        def fmt(col, sub=sub):
             v = sub[col].to_numpy()
             return f"{v.mean():.4f}" if len(v) == 1 else f"{v.mean():.4f} +- {v.std(ddof=1):.4f}"
 

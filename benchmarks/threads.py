@@ -39,7 +39,8 @@ def timed(threads: int) -> tuple[float, float]:
 
     xs = problem()
     wall, cpu = time.perf_counter(), time.process_time()
-    fit(xs, [0.0, 1.0], config=TrainConfig.from_flat(n_steps=2000, patience=10**6), rng=0, progress=False, threads=threads)
+    config = TrainConfig.from_flat(n_steps=2000, patience=10**6)
+    fit(xs, [0.0, 1.0], config=config, rng=0, progress=False, threads=threads)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -54,7 +55,8 @@ def main() -> int:
             for threads in (1, 2):
                 wall, cpu = timed(threads)
                 rows.append((label, threads, wall, cpu))
-                print(f"  {label}, {threads} thread(s): {wall:.1f} s wall, {cpu:.1f} s CPU", file=sys.stderr, flush=True)
+                print(f"  {label}, {threads} thread(s): {wall:.1f} s wall, {cpu:.1f} s CPU",
+                      file=sys.stderr, flush=True)
         finally:
             if load is not None:
                 load.kill()

@@ -17,12 +17,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.cluster import KMeans  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
 
-import scam  # noqa: E402
+import scam
 
 log = logging.getLogger("scam.demo")
 
@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="training steps (default: scam's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cells", type=int, default=None, help="cells per day in the held-out evaluation (default: all)")
-    p.add_argument("--quick", action="store_true", help="tiny budget (200 steps, 300 cells/day evaluated), for smoke tests")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny budget (200 steps, 300 cells/day evaluated), for smoke tests")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.out.mkdir(parents=True, exist_ok=True)

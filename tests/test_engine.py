@@ -25,7 +25,8 @@ def geodesic():
 
 @pytest.fixture(scope="module")
 def geodesic_model(geodesic):
-    return fit(geodesic.xs, geodesic.times, network=SMALL, config=TrainConfig.from_flat(n_steps=1500), rng=0, progress=False)
+    config = TrainConfig.from_flat(n_steps=1500)
+    return fit(geodesic.xs, geodesic.times, network=SMALL, config=config, rng=0, progress=False)
 
 
 @pytest.mark.slow
@@ -138,7 +139,8 @@ def test_linear_growth_closed_form():
     w = np.exp(GROWTH_LAM * (x0 @ GROWTH_B * t + GROWTH_B @ GROWTH_B * t**2 / 2))
     xs, times, masses, _ = linear_growth(10, times=(0.0, t))
     assert abs(w.mean() / masses[1] - 1) < 0.01
-    np.testing.assert_allclose((w[:, None] * (x0 + GROWTH_B * t)).sum(0) / w.sum(), (1 + GROWTH_LAM) * GROWTH_B * t, atol=0.01)
+    mean = (w[:, None] * (x0 + GROWTH_B * t)).sum(0) / w.sum()
+    np.testing.assert_allclose(mean, (1 + GROWTH_LAM) * GROWTH_B * t, atol=0.01)
 
 
 @pytest.mark.slow
@@ -303,7 +305,8 @@ def test_potential_gradient_is_velocity(geodesic, geodesic_model):
     x = geodesic.xs[0][:20]
     h = 1e-2
     fd = np.stack(
-        [(geodesic_model.potential(x + h * e, 0.4) - geodesic_model.potential(x - h * e, 0.4)) / (2 * h) for e in np.eye(2)],
+        [(geodesic_model.potential(x + h * e, 0.4) - geodesic_model.potential(x - h * e, 0.4)) / (2 * h)
+         for e in np.eye(2)],
         axis=1,
     )
     np.testing.assert_allclose(fd, geodesic_model.velocity(x, 0.4), rtol=2e-2, atol=2e-3)

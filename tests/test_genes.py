@@ -9,14 +9,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from scipy import stats
 
-import scam  # noqa: E402
+import scam
 
 FAST = dict(network={"hidden": 32}, config={"n_steps": 200, "eval_every": 50}, progress=False)
 DRIFT = np.array([1.5, 0.0])  # known constant velocity of the hand-built paths

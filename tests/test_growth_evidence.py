@@ -113,7 +113,8 @@ def test_growth_seen_but_not_placed_is_reported_not_silenced(branching):
     placed = fit(xs, times, config=cfg, network=net, rng=0, progress=False)
     assert placed.info["growth"] == "network" and placed.growth_net is not None
     small = [xs[0][np.random.default_rng(0).choice(len(xs[0]), 40, replace=False)], xs[1]]
-    with pytest.warns(UserWarning, match=r"show growth between time points .* could not be placed.*score_growth") as rec:
+    match = r"show growth between time points .* could not be placed.*score_growth"
+    with pytest.warns(UserWarning, match=match) as rec:
         unplaced = fit(small, times, config=cfg, network=net, rng=0, progress=False)
     assert [w.filename for w in rec if "could not be placed" in str(w.message)] == [__file__]  # the caller's line
     assert unplaced.info["growth_evidence"][0]["threshold"] is not None

@@ -1,7 +1,8 @@
 """The engine: AnnData-free Action Matching on arrays and tensors.
 
 Networks (:mod:`~scam.core.network`), losses (:mod:`~scam.core.losses`), paths between snapshots
-(:mod:`~scam.core.paths`), units (:mod:`~scam.core.scaling`), the training loop (:mod:`~scam.core.train`) and the trained model with its
+(:mod:`~scam.core.paths`), units (:mod:`~scam.core.scaling`), the training loop
+(:mod:`~scam.core.train`) and the trained model with its
 integrators (:mod:`~scam.core.model`). Nothing here imports AnnData.
 """
 

@@ -12,6 +12,7 @@ import torch
 
 from .._utils import logger
 
+
 def torch_generator(rng: np.random.Generator, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch Generator seeded from a numpy Generator (no global seeding)."""
     gen = torch.Generator(device=device)

@@ -17,8 +17,8 @@ Nothing here is scam's own cluster code: process launch, rendezvous and communic
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.distributed as dist

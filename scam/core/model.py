@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torchdiffeq import odeint
 
-from ._utils import torch_generator
 from .._utils import make_rng
+from ._utils import torch_generator
 from .network import PotentialConfig, PotentialNet
 from .scaling import Scaling
 
@@ -128,7 +128,7 @@ class ActionModel:
         """``sigma`` in internal units."""
         return self.scaling.sigma_to_internal(self.sigma)
 
-    def to(self, device: str | torch.device) -> "ActionModel":
+    def to(self, device: str | torch.device) -> ActionModel:
         """Move the networks to ``device`` (returns self)."""
         self.net.to(device)
         if self.growth_net is not None:
@@ -426,7 +426,7 @@ class ActionModel:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict, *, device: str | torch.device = "cpu") -> "ActionModel":
+    def from_dict(cls, data: dict, *, device: str | torch.device = "cpu") -> ActionModel:
         """Rebuild a model from :meth:`to_dict` output (no pickle involved).
 
         Parameters
@@ -482,7 +482,7 @@ class ActionModel:
             np.savez(fh, config=np.array(d["config"]), **arrays)
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> "ActionModel":
+    def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> ActionModel:
         """Read a model written by :meth:`save` (``allow_pickle=False``).
 
         Parameters

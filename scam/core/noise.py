@@ -196,7 +196,7 @@ class MomentCorrection:
 
     @classmethod
     def from_plan(cls, x0: np.ndarray, x1: np.ndarray, src: np.ndarray, tgt: np.ndarray, p: np.ndarray,
-                  noise: np.ndarray, moments=None) -> "MomentCorrection":
+                  noise: np.ndarray, moments=None) -> MomentCorrection:
         """Correction of the plan with pairs ``(src, tgt)`` of probabilities ``p`` and matching-error
         covariance ``noise``; ``moments``: ``((mean0, cov0, n0), (mean1, cov1, n1))`` of the whole
         snapshots (more precise than the plan's cells when they are a subsample; balanced plans

@@ -493,7 +493,8 @@ def _corrections(xs, plans, max_plan_size, rng, progress=False, moments=None) ->
     needed = sorted({j for k in moving for j in (k, k + 1)})
     if not needed:
         return [None] * n_gaps
-    found = per_gap(_progress(lambda i: snapshot_noise(needed[i]), len(needed), progress, "matching noise"), len(needed))
+    noise_of = lambda i: snapshot_noise(needed[i])  # noqa: E731
+    found = per_gap(_progress(noise_of, len(needed), progress, "matching noise"), len(needed))
     noises = dict(zip(needed, found))
     out: list[MomentCorrection | None] = [None] * n_gaps
     for k in moving:
@@ -604,7 +605,7 @@ class SnapshotPath:
                 return True
         return not np.allclose(self.masses, self.masses[0])
 
-    def to(self, device) -> "SnapshotPath":
+    def to(self, device) -> SnapshotPath:
         self.xs = [x.to(device) for x in self.xs]
         return self
 

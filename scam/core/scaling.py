@@ -47,7 +47,7 @@ class Scaling:
             raise ValueError(f"Scaling needs t_max > t_min, got [{self.t_min}, {self.t_max}].")
 
     @classmethod
-    def from_snapshots(cls, xs: list[np.ndarray], times: np.ndarray, chunk: int = 1 << 18) -> "Scaling":
+    def from_snapshots(cls, xs: list[np.ndarray], times: np.ndarray, chunk: int = 1 << 18) -> Scaling:
         """Centre and scale of the pooled cells (in float64, ``chunk`` rows at a time: no pooled copy);
         time range of ``times``."""
         n = sum(len(x) for x in xs)
@@ -102,6 +102,6 @@ class Scaling:
         return {"shift": self.shift.tolist(), "scale": self.scale, "t_min": self.t_min, "t_max": self.t_max}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Scaling":
+    def from_dict(cls, data: dict) -> Scaling:
         """Inverse of :meth:`to_dict`."""
         return cls(np.asarray(data["shift"]), data["scale"], data["t_min"], data["t_max"])

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from ._utils import cpu_threads, resolve_device, torch_generator, torch_threads
 from .._utils import caller_stacklevel, check_types, logger, make_rng
 from . import distributed
+from ._utils import cpu_threads, resolve_device, torch_generator, torch_threads
 from .losses import ObjectiveConfig, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
@@ -127,7 +127,7 @@ class TrainConfig:
                 raise TypeError(f"TrainConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}.")
 
     @classmethod
-    def from_flat(cls, argument: str = "config", **settings) -> "TrainConfig":
+    def from_flat(cls, argument: str = "config", **settings) -> TrainConfig:
         """Build from flat setting names (``n_steps=4000, coupling="ot"``), each routed to its group.
 
         Parameters
@@ -295,7 +295,9 @@ def fit(
     """
     if threads == "auto":
         threads = None if resolve_device(device).type == "cuda" else cpu_threads()
-    elif threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+    elif threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1
+    ):
         raise ValueError(f"`threads` must be 'auto', None or a whole number >= 1, got {threads!r}.")
     with torch_threads(threads):
         return _fit(xs, times, masses=masses, log_growth=log_growth, network=network, config=config, rng=rng,
@@ -346,7 +348,8 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
     clock = time.perf_counter()
     ema, history, n_done = _train(net, path, loss_kw, config.optim, rng, tgen, progress)
     train_seconds = time.perf_counter() - clock
-    logger.info("scam: trained %d steps in %.1f s (%.0f steps/s)", n_done, train_seconds, n_done / max(train_seconds, 1e-9))
+    logger.info("scam: trained %d steps in %.1f s (%.0f steps/s)", n_done, train_seconds,
+                n_done / max(train_seconds, 1e-9))
     info = {
         "coupling": coupling,
         "estimator": loss_kw["estimator"],
@@ -446,7 +449,8 @@ def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, 
     return SnapshotPath(
         [scaling.to_internal(x) for x in xs], scaling.time_to_internal(times), masses, coupling=coupling,
         sigma=scaling.sigma_to_internal(config.objective.sigma), ot_reg=pc.ot_reg, reg_m=pc.reg_m,
-        max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold, noise_correction=pc.noise_correction and config.resolved_estimator() == "pathwise",
+        max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold,
+        noise_correction=pc.noise_correction and config.resolved_estimator() == "pathwise",
         moments=moments, rng=rng, progress=progress,
         log_growth=None if log_growth is None else [scaling.growth_to_internal(g) for g in log_growth],
     )
@@ -498,7 +502,8 @@ def _train(net: torch.nn.ModuleDict, path: SnapshotPath, loss_kw: dict, opt_cfg:
     batch_rng = rng
     if world > 1:  # DDP: each rank its share of every batch, from its own stream; gradients averaged
         # find_unused_parameters: the pathwise loss reads only grad s, so the output bias gets no gradient
-        objective = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)  # + broadcasts rank 0
+        # (DDP also broadcasts rank 0's parameters)
+        objective = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
         batch_size = math.ceil(opt_cfg.batch_size / world)
         batch_rng = np.random.default_rng([int(rng.integers(0, 2**62)), rank])
         tgen = torch_generator(batch_rng)

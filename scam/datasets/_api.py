@@ -9,11 +9,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._utils import logger
 from . import _synthetic
 from ._fetch import fetch_entry, is_cached
 from ._registry import file_name, get_entry, get_registry, validate_entry
-from .._utils import logger
-
 
 
 def list_datasets(cache_dir: str | Path | None = None) -> pd.DataFrame:

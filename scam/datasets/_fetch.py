@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pooch
 
-from ._registry import BUNDLED_DIR, file_name
 from .._utils import logger
-
+from ._registry import BUNDLED_DIR, file_name
 
 ENV_DATA_DIR = "SCAM_DATA_DIR"
 

@@ -27,10 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._utils import logger
 from ._fetch import sha256_of
 from ._registry import file_name, get_entry
-from .._utils import logger
-
 
 DAYS = (2, 3, 4, 7)
 N_PER_DAY = 1000

@@ -7,8 +7,8 @@ velocity / growth fields and marginals, so a fitted model can be checked against
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from scipy.linalg import sqrtm
@@ -58,7 +58,7 @@ class SyntheticTimeCourse:
                 raise ValueError("A noisy time course needs its probability-flow velocity (`flow`).")
             self.flow = self.velocity
 
-    def proportional_counts(self, rng=0) -> "SyntheticTimeCourse":
+    def proportional_counts(self, rng=0) -> SyntheticTimeCourse:
         """The same time course with cell numbers proportional to the population size.
 
         Snapshot ``k`` keeps ``n_k M_k / max(M)`` of its cells (drawn without replacement), as a real
@@ -335,7 +335,7 @@ def gaussian_growth(
     cov0=((0.25, 0.0), (0.0, 0.25)),
     rng=0,
 ) -> SyntheticTimeCourse:
-    """Constant drift with a linear growth rate ``g(x) = b + a . x``; Gaussian marginals in closed form.
+    """Constant drift with a linear growth rate ``g(x) = b + a^T x``; Gaussian marginals in closed form.
 
     Cells start from ``N(m0, S)`` and move with the constant velocity ``v``; a cell at ``x`` divides
     (``g > 0``) or dies (``g < 0``) at rate ``g(x)``. The weighted population stays Gaussian:
@@ -352,7 +352,7 @@ def gaussian_growth(
     drift
         The constant velocity ``v``.
     growth_slope, growth_offset
-        ``a`` and ``b`` of the growth rate ``g(x) = b + a . x``.
+        ``a`` and ``b`` of the growth rate ``g(x) = b + a^T x``.
     mean0, cov0
         The start population ``N(m0, S)``.
     rng
@@ -404,7 +404,7 @@ def mixture_growth(
     growth_offset: float = 0.0,
     rng=0,
 ) -> SyntheticTimeCourse:
-    """A smooth growth field ``g(x) = b + a . x`` on a population of several cell states.
+    """A smooth growth field ``g(x) = b + a^T x`` on a population of several cell states.
 
     The start population is an equal mixture of Gaussians ``N(m_c, S)``; every cell moves with the
     constant velocity ``v`` and divides or dies at rate ``g(x)``. Each component stays Gaussian,

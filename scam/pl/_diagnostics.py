@@ -72,7 +72,8 @@ def wasserstein(
     df = res.copy() if isinstance(res, pd.DataFrame) else pd.DataFrame({k: np.asarray(v) for k, v in res.items()})
     missing = [c for c in _COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"`adata.uns[{key!r}]['results']` lacks column(s) {missing}. Run `scam.tl.evaluate_holdout` first.")
+        raise ValueError(f"`adata.uns[{key!r}]['results']` lacks column(s) {missing}. "
+                         "Run `scam.tl.evaluate_holdout` first.")
     if kind not in ("bar", "points"):
         raise ValueError(f"`kind` must be 'bar' or 'points', got {kind!r}.")
     df["method"] = df["method"].astype(str)

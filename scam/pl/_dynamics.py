@@ -15,9 +15,26 @@ from matplotlib.lines import Line2D
 
 from ..tl._utils import DEFAULT_KEY, fit_embedding, get_fit, get_model
 from ._utils import (
-    CONTEXT_GREY, KEY_MARKER_SIZE, TIME_CMAP, EmbeddingMap, axis_labels, category_colors, distance_to_cells,
-    fill_grid_points, finish, grid_2d, make_axes, nearest_observed_time, per_time, point_size, resolve_basis,
-    smooth_to_grid, support_path, time_label, time_norm, time_point,
+    CONTEXT_GREY,
+    KEY_MARKER_SIZE,
+    TIME_CMAP,
+    EmbeddingMap,
+    axis_labels,
+    category_colors,
+    distance_to_cells,
+    fill_grid_points,
+    finish,
+    grid_2d,
+    make_axes,
+    nearest_observed_time,
+    per_time,
+    point_size,
+    resolve_basis,
+    smooth_to_grid,
+    support_path,
+    time_label,
+    time_norm,
+    time_point,
 )
 
 #: A simulation step is drawn as part of a path only when it spans at most ``1 / FINE_STEPS`` of the
@@ -65,7 +82,8 @@ def _draw_cells(ax, adata, xy, t_all, color, *, norm, cmap, size, rng, lighten=0
     col = adata.obs[color]
     if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or col.dtype == bool:
         labels = col.astype(str).to_numpy()
-        present = [str(c) for c in (col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype) else pd.unique(labels))]
+        cats = col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype) else pd.unique(labels)
+        present = [str(c) for c in cats]
         present = [c for c in present if np.any(labels[idx] == c)]
         lut = category_colors(adata, color, present)
         rgba = _lighten([lut.get(lab, "0.6") for lab in labels[idx]], lighten * 0.6)
@@ -75,8 +93,11 @@ def _draw_cells(ax, adata, xy, t_all, color, *, norm, cmap, size, rng, lighten=0
             _outside_legend(ax, handles, title=color)
         return None
     vals = np.asarray(col, dtype=float)
-    greys = mpl.colors.LinearSegmentedColormap.from_list("scam_greys", plt.get_cmap("Greys")(np.linspace(0.2, 0.9, 256)))
-    return ax.scatter(xy[idx, 0], xy[idx, 1], c=vals[idx], cmap=greys, alpha=alpha, **common)  # lowest values stay visible
+    greys = mpl.colors.LinearSegmentedColormap.from_list(
+        "scam_greys", plt.get_cmap("Greys")(np.linspace(0.2, 0.9, 256))
+    )
+    # lowest values stay visible
+    return ax.scatter(xy[idx, 0], xy[idx, 1], c=vals[idx], cmap=greys, alpha=alpha, **common)
 
 
 def _bottom_pad(fig) -> float:
@@ -327,7 +348,8 @@ def trajectories(
     sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label=tl, location="bottom", fraction=0.05, pad=_bottom_pad(fig), aspect=40)
     if cell_sm is not None:
-        fig.colorbar(cell_sm, ax=ax, label=f"{color} (cells)", location="bottom", fraction=0.05, pad=_bottom_pad(fig), aspect=40)
+        fig.colorbar(cell_sm, ax=ax, label=f"{color} (cells)", location="bottom", fraction=0.05,
+                     pad=_bottom_pad(fig), aspect=40)
     axis_labels(ax, name, comps)
     shown = f"{len(sel)} of {n_cells}" if len(sel) < n_cells else f"{n_cells}"
     what = "trajectories" if fine.all() else ("positions" if not fine.any() else "trajectories and positions")
@@ -535,7 +557,8 @@ def velocity(
         sm = _draw_cells(ax, adata, xy_cells, t_all, color, norm=norm, cmap=cmap, size=size, rng=gen,
                          lighten=0.3, alpha=0.8, mask=at)
         if sm is not None:
-            fig.colorbar(sm, ax=ax, label=f"{color} (cells)", location="bottom", fraction=0.05, pad=_bottom_pad(fig), aspect=40)
+            fig.colorbar(sm, ax=ax, label=f"{color} (cells)", location="bottom", fraction=0.05,
+                         pad=_bottom_pad(fig), aspect=40)
     if kind == "stream":
         kw = {"color": "0.1", "density": density, "arrowsize": 1.0, "zorder": 3,
               "linewidth": 0.4 + 1.6 * np.clip(np.nan_to_num(speed) / top, 0, 1)}
@@ -550,7 +573,8 @@ def velocity(
         kw.update(kwargs)
         ax.quiver(xx[ok], yy[ok], u[ok], w[ok], **kw)
     how = {"slice": "" if field["n_dims"] == 2 else ", other components at the mean",
-           "smooth": " (averaged over cells)" if field["dt"] is None else " (projected by kNN kernel regression)"}[field["method"]]
+           "smooth": " (averaged over cells)" if field["dt"] is None
+           else " (projected by kNN kernel regression)"}[field["method"]]
     ax.set_title(f"velocity at {time_point(tk, time)}{how}", fontsize="medium")
     ax.autoscale_view()
     axis_labels(ax, field["basis"], field["components"])

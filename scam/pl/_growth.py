@@ -9,8 +9,16 @@ from anndata import AnnData
 
 from ..tl._utils import DEFAULT_KEY, fit_embedding, get_fit
 from ._utils import (
-    CONTEXT_GREY, axis_labels, category_colors, clean_spines, finish, make_axes, per_time, point_size,
-    resolve_basis, time_label,
+    CONTEXT_GREY,
+    axis_labels,
+    category_colors,
+    clean_spines,
+    finish,
+    make_axes,
+    per_time,
+    point_size,
+    resolve_basis,
+    time_label,
 )
 
 PANELS = ("embedding", "groups", "mass")
@@ -136,7 +144,8 @@ def growth(
             a.set_title("growth rate of each cell at its time", fontsize="medium")
         elif panel == "groups":
             labels = adata.obs[groupby]
-            cats = list(labels.cat.categories) if isinstance(labels.dtype, pd.CategoricalDtype) else list(pd.unique(labels))
+            categorical = isinstance(labels.dtype, pd.CategoricalDtype)
+            cats = list(labels.cat.categories) if categorical else list(pd.unique(labels))
             cats = [c for c in cats if np.any(finite & (labels == c).to_numpy())]
             data = [g[finite & (labels == c).to_numpy()] for c in cats]
             lut = category_colors(adata, groupby, cats)

@@ -11,7 +11,6 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
-
 TIME_CMAP = "viridis"
 CONTEXT_GREY = "#d9d9d9"
 

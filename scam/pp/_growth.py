@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import warnings
-
 import re
+import warnings
 from collections.abc import Sequence
 from importlib import resources
 
@@ -12,8 +11,8 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 from anndata import AnnData
-from .._utils import logger
 
+from .._utils import logger
 
 ORGANISMS = ("human", "mouse")
 KINDS = ("proliferation", "apoptosis")
@@ -388,7 +387,8 @@ def score_growth(
         mat = adata.layers[layer]
     else:
         mat = adata.X
-    _check_expression(mat, "adata.raw.X" if use_raw else (f"adata.layers[{layer!r}]" if layer is not None else "adata.X"))
+    where = "adata.raw.X" if use_raw else (f"adata.layers[{layer!r}]" if layer is not None else "adata.X")
+    _check_expression(mat, where)
     ids = pd.Index([f"g{i}" for i in range(mat.shape[1])])  # unique names, whatever var_names look like
     scratch = AnnData(X=mat, obs=pd.DataFrame(index=adata.obs_names.copy()), var=pd.DataFrame(index=ids))
     scores: dict[str, np.ndarray] = {}

@@ -10,8 +10,8 @@ import pandas as pd
 from anndata import AnnData
 from tqdm import tqdm
 
-from ..core import ActionModel, PotentialConfig, TrainConfig, fit
 from .._utils import logger, make_rng
+from ..core import ActionModel, PotentialConfig, TrainConfig, fit
 from ..core.growth import GRID
 from ._utils import DEFAULT_KEY, check_key, embedding, numeric_times, options, plain
 
@@ -60,7 +60,8 @@ def _growth_masses(adata, growth, t_all, fit_mask, fit_times):
         if all(np.ptp(v) <= 1e-12 * max(1.0, abs(v[0])) for v in per_time):
             masses = np.array([v[0] for v in per_time])
             if np.any(masses <= 0):
-                raise ValueError(f"`adata.obs[{growth!r}]` is constant per time point, so it is read as masses; they must be > 0.")
+                raise ValueError(f"`adata.obs[{growth!r}]` is constant per time point, so it is read as masses; "
+                                 "they must be > 0.")
             return "masses", masses / masses[0], {"observed": masses / masses[0]}
         # per-cell log growth rates (e.g. scam.pp.score_growth): integrate the prior between time points
         ratios = [np.mean(np.exp(v * (t1 - t0))) for v, t0, t1 in zip(per_time[:-1], fit_times[:-1], fit_times[1:])]
@@ -201,7 +202,9 @@ def action_matching(
     try:
         hold = np.atleast_1d(np.asarray([] if holdout is None else holdout, dtype=float))
     except (TypeError, ValueError):
-        raise ValueError(f"`holdout` must be a time value or a list of them (e.g. 3 or [3, 4]), got {holdout!r}.") from None
+        raise ValueError(
+            f"`holdout` must be a time value or a list of them (e.g. 3 or [3, 4]), got {holdout!r}."
+        ) from None
     for h in hold:
         if not np.any(np.isclose(times, h)):
             raise ValueError(f"`holdout={h:g}` is not among the time points {times.tolist()}.")
@@ -229,7 +232,8 @@ def action_matching(
         or not np.isfinite(growth_weight) or growth_weight < 0
     ):
         raise ValueError(f"`growth_weight` must be a finite number >= 0, got {growth_weight!r}.")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) or not np.isfinite(sigma):
+    numeric = isinstance(sigma, (int, float, np.integer, np.floating)) and not isinstance(sigma, bool)
+    if not numeric or not np.isfinite(sigma):
         raise ValueError(f"`sigma` must be a finite number >= 0, got {sigma!r}.")
     lam = 0.0 if mode == "none" else (1.0 if growth_weight is None else float(growth_weight))
     if mode != "none" and lam == 0:
