@@ -1,6 +1,7 @@
 # One-command set-up. `make demo` and `make test` create a virtualenv (unless one is active),
 # install scam with its dependencies, then run. On a machine without an NVIDIA GPU the CPU
 # build of torch is installed first (pyproject keeps `torch>=2.1` for GPU users).
+# `make lint`, `make docs` and `make wheel-check` add the `dev` and `docs` extras to the same virtualenv.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -14,7 +15,9 @@ STAMP := $(VENV)/.scam-installed
 TORCH_CPU ?= 2.13.0
 DEMO_OUT ?= demo_output
 
-.PHONY: install demo test bench clean
+EXTRAS ?= test,cellrank,docs,dev
+
+.PHONY: install demo test lint docs wheel-check bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +31,7 @@ $(STAMP): $(PY) pyproject.toml
 	else \
 		echo "no GPU: installing the CPU build torch==$(TORCH_CPU)"; $(PY) -m pip install -q "torch==$(TORCH_CPU)"; \
 	fi
-	$(PY) -m pip install -q -e ".[test,cellrank]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -39,8 +42,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=10 tests
 
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+# HTML into docs/_build/html; offline (notebooks rendered from their committed outputs, no intersphinx);
+# -W: warnings are errors
+docs: $(STAMP)
+	rm -rf docs/_build docs/generated docs/tutorials
+	$(PY) -m sphinx -W --keep-going -b html -j auto docs docs/_build/html
+
+# Build the sdist and wheel, install the wheel into a fresh virtualenv outside the repository, run the demo
+wheel-check: $(STAMP)
+	PYTHON=$(PY) TORCH_CPU=$(TORCH_CPU) bash .ci/wheel_check.sh
+
 bench: $(STAMP)
 	$(PY) benchmarks/gaussian.py
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache
+	rm -rf $(DEMO_OUT) .pytest_cache docs/_build docs/generated docs/tutorials dist
