@@ -1,7 +1,7 @@
-"""Issue 15: the defaults on ground truth (velocities, growth rates, masses), one row per system.
+"""The defaults on ground truth (velocities, growth rates, masses), one row per system.
 
 Every model is fitted with ``scam.tl.action_matching(adata, "time", growth=...)`` and otherwise default
-arguments; only the columns change what the issue compares:
+arguments; only the columns change what is compared:
 
 - ``default``: scam's default (separate growth network over growth-weighted plans: growth only where
   the data show it, ``scam.core.growth``);
@@ -9,14 +9,14 @@ arguments; only the columns change what the issue compares:
 - ``paper AM``: the paper's unbalanced AM, one potential for velocity and growth (``g = lambda s``,
   ``config={"growth_model": "potential", "coupling": "ot"}``: a path whose mass follows the given
   masses, growth left to the potential);
-- ``stop-13``: the previous default, the same single potential over exact unbalanced OT plans
+- ``single potential``: the 2026-11-23 default, the same single potential over exact unbalanced OT plans
   (``config={"growth_model": "potential"}``, coupling ``uot``).
 
-Rows and targets (issue 15):
+Rows and targets:
 
 - transport (nothing grows, equal masses): ``geodesic d=2 / 3 / 5`` (anisotropic Gaussian W2 geodesics,
-  ``benchmarks/gaussian.py``'s problems, 3000 cells per end), ``hook d=2`` (the pre-stop hook's geodesic,
-  1500 cells, drawn as the hook draws them), ``ou`` (Ornstein-Uhlenbeck, theta 1, sigma 0.5, 3000 cells
+  ``benchmarks/gaussian.py``'s problems, 3000 cells per end), ``reference_2d`` (a reference 2-D geodesic,
+  1500 cells per end, see :func:`reference_problem`), ``ou`` (Ornstein-Uhlenbeck, theta 1, sigma 0.5, 3000 cells
   at t = 0, 0.25, ..., 2; the reference is the probability-flow velocity, the noise-free field with the
   same marginals). Interior times: the quarter points of every gap. ``growth='learn'``. Targets: velocity error at
   interior times <= 5% (d <= 3) / 8% (d = 5), mean |growth| <= 0.05 per time unit, model mass within 2%.
@@ -33,7 +33,7 @@ Rows and targets (issue 15):
   default assumes transport with uniform growth.
 
     python benchmarks/ground_truth.py                       # ~30 min on 2 CPU cores
-    python benchmarks/ground_truth.py --rows hook branching_counts --columns default
+    python benchmarks/ground_truth.py --rows reference_2d branching_counts --columns default
     python benchmarks/ground_truth.py --budget test         # the tests' budget (tests/test_ground_truth.py)
 """
 
@@ -57,10 +57,10 @@ COLUMNS = {
     "default": {},
     "balanced": {"growth": None},
     "paper AM": {"config": {"growth_model": "potential", "coupling": "ot"}},
-    "stop-13": {"config": {"growth_model": "potential"}},
+    "single potential": {"config": {"growth_model": "potential"}},
 }
 TEST_BUDGET = {"network": {"hidden": 64}, "config": {"n_steps": 800, "batch_size": 256}}
-TRANSPORT_ROWS = ("hook", "geodesic_d2", "geodesic_d3", "geodesic_d5", "ou")
+TRANSPORT_ROWS = ("reference_2d", "geodesic_d2", "geodesic_d3", "geodesic_d5", "ou")
 GROWTH_ROWS = ("branching_counts", "branching_learn", "mixture_counts", "one_gaussian")
 INTERIOR = (0.5, 1.0, 1.5)  # interior observed times of the branching system
 TOL_RATE, MIN_CORR = 0.15, 0.9
@@ -76,9 +76,9 @@ def as_adata(xs, times, **obs) -> ad.AnnData:
     return adata
 
 
-def hook_problem(seed: int):
-    """The pre-stop hook's geodesic, N(0, I) -> N((2, -1), S1) with 1500 cells per end, drawn as the hook
-    draws them (seed 1 there: ``seed + 1`` here)."""
+def reference_problem(seed: int):
+    """A reference 2-D geodesic, N(0, I) -> N((2, -1), S1) with 1500 cells per end; the end points are drawn
+    with their own generator (``seed + 1``)."""
     m1 = np.array([2.0, -1.0])
     s1 = np.array([[2.0, 0.6], [0.6, 0.5]])
     tc = syn.gaussian_geodesic(2, mean0=(0.0, 0.0), cov0=np.eye(2), mean1=m1, cov1=s1, rng=seed)
@@ -90,8 +90,8 @@ def hook_problem(seed: int):
 
 def transport_problem(row: str, seed: int):
     """(adata, truth, interior evaluation times, velocity target)."""
-    if row == "hook":
-        tc, target = hook_problem(seed), 0.05
+    if row == "reference_2d":
+        tc, target = reference_problem(seed), 0.05
     elif row == "ou":
         tc = syn.ornstein_uhlenbeck(3000, times=np.linspace(0.0, 2.0, 9), sigma=0.5, mean0=2.0, std0=0.5, rng=seed)
         target = 0.05

@@ -1,4 +1,4 @@
-"""Issue 5: per-branch growth rates on a branching system with known birth/death rates.
+"""Per-branch growth rates on a branching system with known birth/death rates.
 
 ``scam.datasets.simulate('branching')``: from a common start, branch 0 moves up and proliferates at
 rate 0.8, branch 1 moves down and dies at rate -0.6 (per time unit), observed at t = 0, 0.5, 1, 1.5, 2.

@@ -14,7 +14,7 @@ Settings: "cite5" = first 5 PCs standardised (each component z-scored over all c
     python benchmarks/holdout.py --settings cite5 --configs default balanced learn --seeds 3
     python benchmarks/holdout.py --data ../shared/data/cite_lightsb --cells 0   # full data
 
-Targets (issue 4): cite5 mean W1 <= 0.85 x OT interpolation; cite50 <= 0.95 x; <= 60 s per cite5 fold.
+Targets: cite5 mean W1 <= 0.85 x OT interpolation; cite50 <= 0.95 x; <= 60 s per cite5 fold.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ DAYS = (2, 3, 4, 7)
 # Named configurations: options of scam.tl.action_matching (through evaluate_holdout's fit_kwargs).
 CONFIGS = {
     "default": {},  # growth='learn', separate growth network over growth-weighted plans (coupling 'weighted')
-    "stop13": {"config": {"growth_model": "potential"}},  # the former default: one potential over 'uot' plans
+    "single_potential": {"config": {"growth_model": "potential"}},  # the 2026-11-23 default: one potential, 'uot' plans
     "balanced": {"growth": None},
     "learn_ot": {"growth": "learn", "config": {"coupling": "ot"}},  # the default before 'uot'
     "uot1.5": {"config": {"uot_threshold": 1.5}},
@@ -52,7 +52,7 @@ CONFIGS = {
     "boundary": {"config": {"estimator": "boundary"}},  # the paper's form, same steps
     "boundary4000": {"config": {"estimator": "boundary", "n_steps": 4000}},  # the default before pathwise
     "pathwise4000": {"config": {"n_steps": 4000}},
-    # plans sized to training (issue 16): one exact plan per gap instead of 1,000-cell chunks
+    # plans sized to training: one exact plan per gap instead of 1,000-cell chunks
     "exact_plans": {"config": {"max_plan_size": 10**9, "max_cells": None}},
 }
 

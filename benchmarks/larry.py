@@ -37,7 +37,7 @@ CONFIGS = {
     "balanced": {"growth": None},
     "counts": {"growth": "counts"},
     "learn": {"growth": "learn"},  # the default: separate growth network over growth-weighted plans
-    "stop13": {"growth": "learn", "config": {"growth_model": "potential"}},  # the former default ('uot')
+    "single_potential": {"growth": "learn", "config": {"growth_model": "potential"}},  # the 2026-11-23 default ('uot')
     "learn_ot": {"growth": "learn", "config": {"coupling": "ot"}},
 }
 

@@ -1,6 +1,6 @@
-"""Issue 18: torch CPU threads of a fit, on a quiet machine and beside another job (oversubscription).
+"""Torch CPU threads of a fit, on a quiet machine and beside another job (oversubscription).
 
-A default balanced fit of the pre-stop hook's 2-D geodesic (1500 cells per end, 2000 steps) is timed
+A default balanced fit of the reference 2-D geodesic of ``ground_truth.py`` (1500 cells per end, 2000 steps) is timed
 with torch intra-op threads 1 and 2 (``scam.core.fit(..., threads=...)``), first alone, then while a
 second process runs the same fit with 2 threads (the "loaded" case: a notebook beside a test suite,
 two users on one node). Wall time and the CPU time of the timed process are reported, as ratios to

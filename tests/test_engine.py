@@ -278,7 +278,7 @@ def test_growth_network_model_roundtrip_and_version_1_files(tmp_path):
 
 
 def test_damaged_models_are_refused_with_a_clear_error(tmp_path, geodesic_model):
-    """Issue 18: NaN or non-numeric weights, a truncated config, a corrupted file; and save() writes
+    """NaN or non-numeric weights, a truncated config, a corrupted file; and save() writes
     exactly the path it is given."""
     good = geodesic_model.to_dict()
     nan = {**good, "weights": {k: np.full_like(v, np.nan) for k, v in good["weights"].items()}}

@@ -1,4 +1,4 @@
-"""Issue 15 at a CI-sized budget: the defaults recover known dynamics (benchmarks/ground_truth.py, the
+"""At a test-sized budget, the defaults recover known dynamics (benchmarks/ground_truth.py, the
 same rows at the full budget; ``--budget test`` runs these settings and shows the same pass/fail).
 
 Only ``adata``, the time key and ``growth`` are passed (plus the smaller network and step budget):

@@ -1,4 +1,4 @@
-"""Issue 5: branch-specific growth on the branching system (0.8 proliferating, -0.6 dying).
+"""Branch-specific growth on the branching system (0.8 proliferating, -0.6 dying).
 
 What decides whether per-branch rates are recoverable is the path between snapshots: a balanced OT
 plan (pair masses interpolated geometrically, one growth rate for all pairs of a segment) explains the

@@ -347,7 +347,7 @@ def test_shipped_gene_sets_equal_shared_copies():
 
 
 def test_expression_that_is_not_log_normalised(mouse):
-    """Issue 18: NaN expression is refused before any work; negative (scaled) or counts-sized values
+    """NaN expression is refused before any work; negative (scaled) or counts-sized values
     are scored with a warning naming the fix."""
     bad = mouse.copy()
     bad.X = bad.X.toarray()
