@@ -52,8 +52,9 @@ docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html -j auto docs docs/_build/html
 
 # Build the sdist and wheel, install the wheel into a fresh virtualenv outside the repository, run the demo
+# (DEMO_ARGS=--quick: the demo's smoke-test budget, as CI runs it)
 wheel-check: $(STAMP)
-	PYTHON=$(PY) TORCH_CPU=$(TORCH_CPU) bash .ci/wheel_check.sh
+	PYTHON=$(PY) TORCH_CPU=$(TORCH_CPU) DEMO_ARGS="$(DEMO_ARGS)" bash .ci/wheel_check.sh
 
 bench: $(STAMP)
 	$(PY) benchmarks/gaussian.py
