@@ -73,6 +73,7 @@ intersphinx_mapping: dict = {}
 html_theme = "sphinx_book_theme"
 html_title = f"scam {release}"
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_logo = None
 html_theme_options = {
     "repository_url": "https://github.com/scverse/scam",
