@@ -1,7 +1,7 @@
 # One-command set-up. `make demo` and `make test` create a virtualenv (unless one is active),
 # install scam with its dependencies, then run. On a machine without an NVIDIA GPU the CPU
 # build of torch is installed first (pyproject keeps `torch>=2.1` for GPU users).
-# `make lint`, `make docs` and `make wheel-check` add the `dev` and `docs` extras to the same virtualenv.
+# `make lint`, `make docs` and `make wheel-check` add the `docs` and `dev` extras to the same virtualenv.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,10 +12,13 @@ VENV := .venv
 endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.scam-installed
+DEV_STAMP := $(VENV)/.scam-dev-installed
 TORCH_CPU ?= 2.13.0
 DEMO_OUT ?= demo_output
 
-EXTRAS ?= test,cellrank,docs,dev
+EXTRAS ?= test,cellrank
+# lint, docs and wheel-check also need the docs and dev extras (resolved together with the others)
+DEV_EXTRAS ?= test,cellrank,docs,dev
 
 .PHONY: install demo test lint docs wheel-check bench clean
 
@@ -34,6 +37,10 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[$(DEV_EXTRAS)]"
+	@touch $(DEV_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -42,18 +49,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=10 tests
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 
 # HTML into docs/_build/html; offline (notebooks rendered from their committed outputs, no intersphinx);
 # -W: warnings are errors
-docs: $(STAMP)
+docs: $(DEV_STAMP)
 	rm -rf docs/_build docs/generated docs/tutorials
 	$(PY) -m sphinx -W --keep-going -b html -j auto docs docs/_build/html
 
 # Build the sdist and wheel, install the wheel into a fresh virtualenv outside the repository, run the demo
 # (DEMO_ARGS=--quick: the demo's smoke-test budget, as CI runs it)
-wheel-check: $(STAMP)
+wheel-check: $(DEV_STAMP)
 	PYTHON=$(PY) TORCH_CPU=$(TORCH_CPU) DEMO_ARGS="$(DEMO_ARGS)" bash .ci/wheel_check.sh
 
 bench: $(STAMP)
