@@ -76,8 +76,6 @@ html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 html_logo = None
 html_theme_options = {
-    "repository_url": "https://github.com/scverse/scam",
-    "use_repository_button": False,
     "show_toc_level": 2,
     "navigation_with_keys": False,
 }
