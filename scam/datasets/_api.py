@@ -222,8 +222,8 @@ def simulate(kind: str = "branching", n_cells: int = 1000, *, rng=0, return_trut
     anndata.AnnData
         ``obs['time']`` (float), ``obsm['X_pca']`` (the coordinates), for ``"branching"`` and ``"double_well"`` also
         ``obs['branch']`` (the double well's ``uns['simulation']['truth']['fate']``: the probability that each
-        first-snapshot cell ends on the right); ``uns['simulation']`` holds ``kind``, ``times``, ``masses`` (true relative
-        population sizes), ``sigma`` and the generator's parameters and ground truth.
+        first-snapshot cell ends on the right); ``uns['simulation']`` holds ``kind``, ``times``, ``masses``
+        (true relative population sizes), ``sigma`` and the generator's parameters and ground truth.
     SyntheticTimeCourse
         Only with ``return_truth=True``.
     """

@@ -9,6 +9,7 @@ from anndata import AnnData
 from sklearn.neighbors import NearestNeighbors
 
 from .._utils import make_rng
+from ..core import fates as _fates
 from ._utils import DEFAULT_KEY, check_key, fit_embedding, get_model, plain, select_cells
 
 
@@ -137,6 +138,32 @@ def _source_target(adata, key, groupby, source_time, target_time):
     return x_all, t_all, params, src, tgt
 
 
+FATE_METHODS = ("auto", "descendants", "push")
+
+
+def _descendant_chain(model, x_all, t_all, times, sigma, rng):
+    """Couplings between consecutive observed ``times`` (see :mod:`scam.core.fates`), the descendant masses
+    of the cells at each time but the last, and the record of how the spread was chosen."""
+    xs = [x_all[np.isclose(t_all, t)] for t in times]
+    if sigma is None:
+        sigma2, record = _fates.diffusion_from_potential(model.potential, xs, times, rng=rng)
+        record = {"sigma": float(np.sqrt(sigma2)), "sigma_source": "estimated", **record}
+    else:
+        sigma2, record = float(sigma) ** 2, {"sigma": float(sigma), "sigma_source": "given"}
+    d = x_all.shape[1]
+    chain, masses, resid = [], [], []
+    for k in range(len(times) - 1):
+        dt = float(times[k + 1] - times[k])
+        pos, logw = model.trajectory(xs[k], [times[k], times[k + 1]], stochastic=False)
+        w = np.exp(logw[-1] - logw[-1].max())
+        r = _fates.push_residual(pos[-1], w, xs[k + 1], rng=rng)
+        resid.append(float(np.trace(r)))
+        chain.append(_fates.kernel_coupling(xs[k], w, xs[k + 1], sigma2 * dt * np.eye(d) + r))
+        masses.append(w / w.mean())
+    record["residual_variance"] = resid
+    return chain, masses, record
+
+
 def fate_probabilities(
     adata: AnnData,
     *,
@@ -144,6 +171,8 @@ def fate_probabilities(
     source_time: float,
     target_time: float,
     groupby: str,
+    method: str = "auto",
+    sigma: float | None = None,
     n_neighbors: int = 15,
     n_samples: int = 10,
     rng: int | np.random.Generator | None = 0,
@@ -152,10 +181,22 @@ def fate_probabilities(
 ) -> pd.DataFrame | AnnData:
     """Probability that each cell at ``source_time`` ends in each group observed at ``target_time``.
 
-    Cells are pushed with the model to ``target_time`` and assigned to the groups of their
-    ``n_neighbors`` nearest observed cells there (stochastic models: averaged over ``n_samples``
-    simulations). With ``target_time < source_time`` the same computation runs backward in time:
-    each late cell's probability of coming from each early group.
+    A cell's fate is where its *descendants* go, and they spread. With ``method="descendants"`` (the
+    default going forward) the descendants of each cell are carried through the observed time points
+    between ``source_time`` and ``target_time`` by a chain of entropic couplings (see
+    :mod:`scam.core.fates`): from each observed time to the next, a cell's descendants are spread over
+    the observed cells of the next time with a Gaussian kernel whose covariance is the uncertainty of
+    where they go, measured on the data: the noise ``sigma`` the fitted potential implies if the drift
+    does not change with time (or the ``sigma`` given), plus the covariance of the residual between the
+    model's pushed cells and their exact-OT partners at the next time (the model's own error and the
+    resolution of the data). Row masses are the model's descendant masses (growth). The fate is the
+    absorption probability into the groups at ``target_time``: graded wherever descendants can go
+    several ways, certain only where the data say so.
+
+    ``method="push"`` is the former estimator: each cell is pushed once by the model and assigned to
+    the groups of its ``n_neighbors`` nearest observed cells (stochastic models: ``n_samples``
+    simulations); ``"auto"`` is ``"descendants"`` forward and ``"push"`` backward
+    (``target_time < source_time``: each late cell's probability of coming from each early group).
 
     Parameters
     ----------
@@ -167,12 +208,17 @@ def fate_probabilities(
         Observed time points (within the fitted range).
     groupby
         Categorical ``obs`` column labelling cells at ``target_time``.
+    method
+        ``"auto"``, ``"descendants"`` (forward only) or ``"push"``.
+    sigma
+        Noise of the descendants (``dx = v dt + sigma dW``, data units); default: estimated from the fit
+        (``"descendants"`` only).
     n_neighbors
-        Neighbours among ``target_time`` cells used to assign a pushed cell.
+        ``"push"``: neighbours among ``target_time`` cells used to assign a pushed cell.
     n_samples
-        Simulations per cell for stochastic models.
+        ``"push"``: simulations per cell for stochastic models.
     rng
-        Seed or Generator.
+        Seed or Generator (subsamples of the estimates; noise of stochastic pushes).
     key_added
         Where to write; default ``f'{key}_fates'`` (so fits under different keys keep their own fates).
     copy
@@ -183,11 +229,22 @@ def fate_probabilities(
     -------
     A DataFrame (source cells x groups, rows sum to 1), or with ``copy=True`` the modified copy; writes
     ``adata.obsm[key_added]`` (the same table for all cells, NaN for cells not at ``source_time``) and
-    ``adata.uns[key_added]`` with ``'params'``, ``'groups'``, ``'weights'`` (each source cell's
-    normalised descendant mass; uniform for balanced models), and, when ``groupby`` is also defined
-    at ``source_time``, ``'source_groups'`` and ``'transition'``: the weighted group-to-group
-    transition matrix (rows: source groups, columns: target groups).
+    ``adata.uns[key_added]`` with ``'params'`` (``method`` as resolved; for ``"descendants"`` also
+    ``sigma`` and ``sigma_source`` (``"estimated"`` or ``"given"``), the estimate's ``slope`` and ``r``,
+    ``residual_variance`` per gap, and ``times``, the observed times the chain passes through),
+    ``'groups'``, ``'weights'`` (each source cell's normalised descendant mass; uniform for balanced
+    models), and, when ``groupby`` is also defined at ``source_time``, ``'source_groups'`` and
+    ``'transition'``: the weighted group-to-group transition matrix (rows: source groups, columns:
+    target groups).
     """
+    if method not in FATE_METHODS:
+        raise ValueError(f"`method={method!r}` is not one of {FATE_METHODS}.")
+    forward = float(target_time) > float(source_time)
+    if method == "descendants" and not forward:
+        raise ValueError("`method='descendants'` needs `target_time > source_time`; use method='push' backward.")
+    if sigma is not None and (isinstance(sigma, bool) or not np.isfinite(sigma) or sigma < 0):
+        raise ValueError(f"`sigma` must be a finite number >= 0 or None (estimated), got {sigma!r}.")
+    method = ("descendants" if forward else "push") if method == "auto" else method
     key_added = check_key(key_added or f"{key}_fates")
     x_all, t_all, params, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
     labels = adata.obs[groupby].astype("category")
@@ -197,26 +254,37 @@ def fate_probabilities(
     groups = [g for g in labels.cat.categories if (tgt_labels == g).any()]
     model = get_model(adata, key=key)
     rng = make_rng(rng)
-    pos, logw = _push_samples(model, x_all[src], float(source_time), float(target_time), n_samples, rng)
-    k = min(n_neighbors, int(tgt.sum()))
-    nn = NearestNeighbors(n_neighbors=k).fit(x_all[tgt])
     codes = pd.Categorical(tgt_labels, categories=groups).codes
-    probs = np.zeros((src.sum(), len(groups)))
-    for p in pos:
-        _, nbr = nn.kneighbors(p)
-        onehot = np.zeros((len(p), len(groups)))
-        np.add.at(onehot, (np.repeat(np.arange(len(p)), k), codes[nbr].ravel()), 1.0 / k)
-        probs += onehot / len(pos)
-    lw = np.log(np.mean(np.exp(logw - logw.max()), axis=0))
-    weights = np.exp(lw - lw.max())
-    weights /= weights.sum()
+    record = {"key": key, "source_time": float(source_time), "target_time": float(target_time),
+              "groupby": groupby, "method": method}
+    if method == "descendants":
+        times = np.array([t for t in np.unique(t_all) if float(source_time) - 1e-9 <= t <= float(target_time) + 1e-9])
+        chain, masses, extra = _descendant_chain(model, x_all, t_all, times, sigma, rng)
+        onehot = np.zeros((int(tgt.sum()), len(groups)))
+        onehot[np.arange(len(codes)), codes] = 1.0
+        probs = _fates.absorption(chain, onehot, masses[1:])
+        weights = masses[0] / masses[0].sum()
+        record.update(extra, times=times)
+    else:
+        pos, logw = _push_samples(model, x_all[src], float(source_time), float(target_time), n_samples, rng)
+        k = min(n_neighbors, int(tgt.sum()))
+        nn = NearestNeighbors(n_neighbors=k).fit(x_all[tgt])
+        probs = np.zeros((src.sum(), len(groups)))
+        for p in pos:
+            _, nbr = nn.kneighbors(p)
+            onehot = np.zeros((len(p), len(groups)))
+            np.add.at(onehot, (np.repeat(np.arange(len(p)), k), codes[nbr].ravel()), 1.0 / k)
+            probs += onehot / len(pos)
+        lw = np.log(np.mean(np.exp(logw - logw.max()), axis=0))
+        weights = np.exp(lw - lw.max())
+        weights /= weights.sum()
+        record.update(n_neighbors=k, n_samples=n_samples)
     names = adata.obs_names[src]
     table = pd.DataFrame(probs, index=names, columns=[str(g) for g in groups])
     full = pd.DataFrame(np.nan, index=adata.obs_names, columns=table.columns)
     full.loc[names] = table.to_numpy()
     entry = {
-        "params": plain({"key": key, "source_time": float(source_time), "target_time": float(target_time),
-                         "groupby": groupby, "n_neighbors": k, "n_samples": n_samples}),
+        "params": plain(record),
         "groups": np.asarray(table.columns, dtype=str),
         "weights": weights,
     }
