@@ -387,15 +387,22 @@ def couplings(
     adata: AnnData,
     *,
     key: str = DEFAULT_KEY,
+    method: str = "descendants",
+    sigma: float | None = None,
     n_neighbors: int = 30,
     threshold: float = 1e-3,
+    rng: int | np.random.Generator | None = 0,
 ) -> dict[tuple[float, float], AnnData]:
     """Cell-to-cell transition matrices between consecutive time points, for CellRank.
 
-    Each cell at ``t1`` is pushed to ``t2`` and linked to its ``n_neighbors`` nearest observed
-    cells there with Gaussian kernel weights (bandwidth: the distance to the nearest neighbour's
-    median); rows are normalised and scaled by the cell's relative descendant mass (unbalanced
-    models), entries below ``threshold`` times the row maximum are dropped.
+    ``method="descendants"`` (default): the couplings :func:`fate_probabilities` absorbs through, an
+    entropic coupling whose Gaussian kernel has the spread of the descendants measured on the data (the
+    noise the fitted potential implies, or ``sigma``, plus the push residual; :mod:`scam.core.fates`), so
+    that CellRank's absorption probabilities are graded too. ``method="push"``: each cell at ``t1`` is
+    pushed to ``t2`` and linked to its ``n_neighbors`` nearest observed cells there with Gaussian kernel
+    weights (bandwidth: the distance to the nearest neighbour's median). Rows are scaled by the cell's
+    relative descendant mass (unbalanced models); entries below ``threshold`` times the row maximum are
+    dropped.
 
     The result is what ``cellrank.kernels.RealTimeKernel(adata, time_key=..., couplings=...)``
     accepts: a dict keyed by ``(t1, t2)`` of AnnData with ``obs_names`` = cells at ``t1``,
@@ -407,36 +414,52 @@ def couplings(
         Annotated data matrix with a fit.
     key
         ``key_added`` of the fit.
+    method
+        ``"descendants"`` or ``"push"``.
+    sigma
+        ``"descendants"``: noise of the descendants (data units); default estimated from the fit.
     n_neighbors
-        Target cells linked to each pushed cell.
+        ``"push"``: target cells linked to each pushed cell.
     threshold
         Relative sparsification threshold.
+    rng
+        Seed or Generator (subsamples of the estimates).
 
     Returns
     -------
     dict mapping ``(t1, t2)`` to AnnData (``n_cells(t1) x n_cells(t2)``).
     """
+    if method not in ("descendants", "push"):
+        raise ValueError(f"`method={method!r}` is not one of ('descendants', 'push').")
     x_all, t_all, params = fit_embedding(adata, key)
     model = get_model(adata, key=key)
     fitted = np.asarray(adata.uns[key]["times"], dtype=float)
     observed = np.array([t for t in np.unique(t_all) if fitted[0] <= t <= fitted[-1]])
     time_values = pd.Series(adata.obs[params["time_key"]].to_numpy(), index=adata.obs_names)
+    if method == "descendants":
+        chain, masses, _ = _descendant_chain(model, x_all, t_all, observed, sigma, make_rng(rng))
     out = {}
-    for t1, t2 in zip(observed[:-1], observed[1:]):
+    for g, (t1, t2) in enumerate(zip(observed[:-1], observed[1:])):
         src, tgt = np.isclose(t_all, t1), np.isclose(t_all, t2)
-        pos, logw = model.trajectory(x_all[src], [t1, t2], stochastic=False)
-        k = min(n_neighbors, int(tgt.sum()))
-        dist, nbr = NearestNeighbors(n_neighbors=k).fit(x_all[tgt]).kneighbors(pos[-1])
-        bw = np.median(dist[:, min(1, k - 1)]) + 1e-12
-        vals = np.exp(-((dist / bw) ** 2) / 2)
-        vals /= vals.sum(axis=1, keepdims=True)
-        w = np.exp(logw[-1] - logw[-1].max())
-        vals *= (w / w.mean())[:, None]
-        vals[vals < threshold * vals.max(axis=1, keepdims=True)] = 0
-        rows = np.repeat(np.arange(len(pos[-1])), k)
-        mat = sp.csr_matrix((vals.ravel(), (rows, nbr.ravel())), shape=(int(src.sum()), int(tgt.sum())))
+        if method == "descendants":
+            mat = chain[g].multiply(masses[g][:, None]).tocsr()
+            cut = threshold * mat.max(axis=1).toarray().ravel()
+            mat.data[mat.data < np.repeat(cut, np.diff(mat.indptr))] = 0
+        else:
+            pos, logw = model.trajectory(x_all[src], [t1, t2], stochastic=False)
+            k = min(n_neighbors, int(tgt.sum()))
+            dist, nbr = NearestNeighbors(n_neighbors=k).fit(x_all[tgt]).kneighbors(pos[-1])
+            bw = np.median(dist[:, min(1, k - 1)]) + 1e-12
+            vals = np.exp(-((dist / bw) ** 2) / 2)
+            vals /= vals.sum(axis=1, keepdims=True)
+            w = np.exp(logw[-1] - logw[-1].max())
+            vals *= (w / w.mean())[:, None]
+            vals[vals < threshold * vals.max(axis=1, keepdims=True)] = 0
+            rows = np.repeat(np.arange(len(pos[-1])), k)
+            mat = sp.csr_matrix((vals.ravel(), (rows, nbr.ravel())), shape=(int(src.sum()), int(tgt.sum())))
         mat.eliminate_zeros()
-        key_t = tuple(v.item() if isinstance(v, np.generic) else v for v in (time_values[src].iloc[0], time_values[tgt].iloc[0]))
+        ends = (time_values[src].iloc[0], time_values[tgt].iloc[0])
+        key_t = tuple(v.item() if isinstance(v, np.generic) else v for v in ends)
         out[key_t] = AnnData(
             X=mat,
             obs=pd.DataFrame(index=adata.obs_names[src]),
