@@ -52,7 +52,7 @@ def cellrank_fates(adata, time_key, groupby, group, t0, t1):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rtk = cr.kernels.RealTimeKernel(adata, time_key=time_key, couplings=scam.tl.couplings(adata))
-        rtk.compute_transition_matrix(self_transitions="all", conn_weight=0.0, threshold="auto")
+        rtk.compute_transition_matrix(self_transitions="all", conn_weight=0.2, threshold="auto")
         g = cr.estimators.GPCCA(rtk)
         t = adata.obs[time_key].astype(float).to_numpy()
         term = np.where(np.isclose(t, t1), adata.obs[groupby].astype(str).to_numpy(), None)
