@@ -1,13 +1,16 @@
 """Fate probabilities on arrays: where the descendants of a cell go, through a chain of couplings.
 
-A deterministic flow moves a cell to one point; a cell's fate is where its *descendants* go, and they
-spread. Between two consecutive observed times ``t_k < t_{k+1}`` the descendants of a cell ``x`` are
-spread over the observed cells of ``t_{k+1}`` by an entropic coupling with the Gaussian kernel
-``N(x, C_k)`` (a Schrödinger bridge whose reference process is a Brownian motion: Sinkhorn scaling lets
-every observed cell of ``t_{k+1}`` receive its share of the descendant mass, and its potentials absorb a
-gradient drift, so the kernel need not be moved by the flow), with row masses the model's descendant
-masses (growth). The fate of a cell at ``t_s`` in the groups observed at ``t_T`` is its absorption
-probability through the chain of these couplings, each path weighted by its descendant mass.
+A deterministic flow moves a cell to one point; a cell's fate is where its *descendants* go, and they spread.
+Between two consecutive observed times ``t_k < t_{k+1}`` the descendants of a cell ``x`` are spread by a chain
+of short entropic couplings (:func:`descendant_chain`): the gap is cut into steps of length ``h`` whose
+populations are the model's push of the cells of ``t_k``, and consecutive steps are joined with the Gaussian
+kernel ``N(x, C_k h / (t_{k+1} - t_k))`` (a Schrödinger bridge whose reference process is a Brownian motion:
+Sinkhorn scaling lets every cell of the next step receive its share of the descendant mass, and its potentials
+absorb the drift, so the kernel need not be moved by the flow), with row masses the model's descendant masses
+(growth). Short steps matter: one step per gap misses how the drift stretches the noise (near a saddle,
+descendants spread much more than ``sigma^2 dt``). The fate of a cell at ``t_s`` in the groups observed at
+``t_T`` is its absorption probability through the chain of these couplings, each path weighted by its
+descendant mass.
 
 The covariance ``C_k`` is the uncertainty of where descendants go, measured on the data:
 
@@ -16,7 +19,7 @@ The covariance ``C_k`` is the uncertainty of where descendants go, measured on t
   not change with time, ``s_{t_b} - s_{t_a} = -sigma^2 / 2 (log rho_{t_b} - log rho_{t_a}) + const``, so
   the potential's change between two observed times, set beside the log-density ratio of the two
   snapshots (a nearest-neighbour classifier), gives ``sigma^2``; descendants spread by
-  ``sigma^2 (t_{k+1} - t_k) I``;
+  ``sigma^2 h I`` per step;
 - the **model's own error** (:func:`push_residual`): the covariance of the residual between the pushed
   cells of ``t_k`` and their exact-OT partners among the observed cells of ``t_{k+1}`` (what the flow
   misses, plus the matching noise of the plan: the resolution at which the data locate a descendant).
@@ -27,13 +30,14 @@ from __future__ import annotations
 import numpy as np
 import ot
 import scipy.sparse as sp
-from scipy.special import logsumexp
 from sklearn.neighbors import NearestNeighbors
 
 MAX_OT_CELLS = 1500  # cells per side of the exact-OT plan that measures the push residual
 MAX_CLASSIFIER_CELLS = 3000  # cells per snapshot for the log-density ratio
 KERNEL_RADIUS = 3.0  # the kernel keeps neighbours up to this many standard deviations (Mahalanobis)
 MIN_NEIGHBORS, MAX_NEIGHBORS = 32, 512
+N_STEPS = 4  # steps per gap between observed times of the chain of couplings
+MAX_CHAIN_CELLS = 3000  # cells per intermediate population of the chain
 
 
 def _subsample(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
@@ -142,26 +146,30 @@ def _whitener(cov: np.ndarray) -> np.ndarray:
 
 
 def kernel_coupling(pushed: np.ndarray, weights: np.ndarray, observed: np.ndarray, cov: np.ndarray, *,
-                    n_iter: int = 50, tol: float = 1e-3) -> sp.csr_matrix:
-    """Row-stochastic matrix of where the descendants of each pushed cell go among the observed cells.
+                    observed_weights: np.ndarray | None = None, n_iter: int = 200,
+                    tol: float = 1e-3) -> sp.csr_matrix:
+    """Row-stochastic matrix of where the descendants of each cell go among the cells of the next time.
 
-    The entropic coupling between the pushed cells (row masses ``weights``) and the observed cells
-    (uniform masses) with the Gaussian kernel ``exp(-(y - x)' cov^-1 (y - x) / 2)``, truncated to the
-    observed cells within ``KERNEL_RADIUS`` standard deviations (at least ``MIN_NEIGHBORS``, at most
-    ``MAX_NEIGHBORS`` per row), scaled by log-domain Sinkhorn iterations until the column masses are
-    within ``tol`` (relative) or ``n_iter`` runs; each row is then normalised to 1: the conditional
-    distribution of a cell's descendants.
+    The entropic coupling between the cells ``pushed`` (row masses ``weights``) and the cells
+    ``observed`` (masses ``observed_weights``, uniform by default) with the Gaussian kernel
+    ``exp(-(y - x)' cov^-1 (y - x) / 2)``, truncated to the nearest ``k`` cells of each row, ``k`` the
+    number within ``KERNEL_RADIUS`` standard deviations (Mahalanobis) of the median row of a pilot of
+    rows (at least ``MIN_NEIGHBORS``, at most ``MAX_NEIGHBORS``), scaled by Sinkhorn iterations on the
+    sparse kernel until the column masses are within ``tol`` (total variation) or ``n_iter`` runs; each row is
+    then normalised to 1: the conditional distribution of a cell's descendants.
 
     Parameters
     ----------
     pushed
-        ``(n, d)`` cells moved by the model to the observed time.
+        ``(n, d)`` cells at the earlier time.
     weights
         ``(n,)`` relative descendant masses.
     observed
-        ``(m, d)`` observed cells.
+        ``(m, d)`` cells at the later time.
     cov
-        ``(d, d)`` covariance of the descendants about the pushed point.
+        ``(d, d)`` covariance of the descendants about the cell's position.
+    observed_weights
+        ``(m,)`` relative masses of the later cells (default uniform: a sample of the later population).
     n_iter, tol
         Sinkhorn iterations and tolerance.
 
@@ -173,34 +181,33 @@ def kernel_coupling(pushed: np.ndarray, weights: np.ndarray, observed: np.ndarra
     w = _whitener(np.asarray(cov, np.float64))
     a, b = np.asarray(pushed, np.float64) @ w.T, np.asarray(observed, np.float64) @ w.T
     tree = NearestNeighbors().fit(b)
-    k = min(MIN_NEIGHBORS, m)
-    while True:
-        dist, nbr = tree.kneighbors(a, n_neighbors=k)
-        if k >= min(MAX_NEIGHBORS, m) or np.median(dist[:, -1]) >= KERNEL_RADIUS:
-            break
-        k = min(2 * k, MAX_NEIGHBORS, m)
-    logk = -0.5 * dist**2
-    logk -= logk.max(axis=1, keepdims=True)
-    loga = np.log(np.maximum(np.asarray(weights, np.float64), 1e-300))
-    loga -= logsumexp(loga)
-    cols = nbr.ravel()
-    order = np.argsort(cols, kind="stable")
-    sorted_cols = cols[order]
-    covered, starts = np.unique(sorted_cols, return_index=True)
-    logb = np.full(len(covered), -np.log(len(covered)))
-    g = np.zeros(m)
-    flat = logk.ravel()
+    k_max = min(MAX_NEIGHBORS, m)
+    pilot = a[np.linspace(0, n - 1, min(n, 256)).astype(int)]
+    pdist, _ = tree.kneighbors(pilot, n_neighbors=k_max)
+    need = int(np.median(np.sum(pdist < KERNEL_RADIUS, axis=1)))
+    k = int(min(k_max, max(MIN_NEIGHBORS, 2 ** int(np.ceil(np.log2(max(need, 1)))))))
+    dist, nbr = tree.kneighbors(a, n_neighbors=k)
+    logk = -0.5 * (dist**2 - dist[:, :1] ** 2)  # each row scaled by its largest entry (absorbed by u)
+    kmat = sp.csr_matrix((np.exp(np.maximum(logk, -700.0)).ravel(), nbr.ravel(), np.arange(0, n * k + 1, k)),
+                         shape=(n, m))
+    ra = np.maximum(np.asarray(weights, np.float64), 0.0)
+    ra = ra / ra.sum()
+    cb = np.ones(m) if observed_weights is None else np.maximum(np.asarray(observed_weights, np.float64), 0.0)
+    covered = np.zeros(m, bool)
+    covered[nbr.ravel()] = True
+    cb = np.where(covered, cb, 0.0)
+    cb = cb / cb.sum()
+    kt = kmat.T.tocsr()
+    v = np.where(covered, 1.0, 0.0)
     for _ in range(n_iter):
-        f = loga - logsumexp(logk + g[nbr], axis=1)
-        vals = (flat + np.repeat(f, k))[order]
-        mx = np.maximum.reduceat(vals, starts)
-        lse = mx + np.log(np.add.reduceat(np.exp(vals - np.repeat(mx, np.diff(np.r_[starts, len(vals)]))), starts))
-        if np.max(np.abs(np.expm1(lse - logb))) < tol:
+        u = ra / np.maximum(kmat @ v, 1e-300)
+        col = kt @ u
+        if np.abs(v * col - cb).sum() < tol:  # column masses off by less than tol in total variation
             break
-        g[covered] = logb - lse
-    logp = logk + g[nbr]
-    p = np.exp(logp - logsumexp(logp, axis=1, keepdims=True))
-    return sp.csr_matrix((p.ravel(), (np.repeat(np.arange(n), k), cols)), shape=(n, m))
+        v = np.where(covered, cb / np.maximum(col, 1e-300), 0.0)
+    p = kmat @ sp.diags(v)
+    total = np.asarray(p.sum(axis=1)).ravel()
+    return sp.csr_matrix(sp.diags(1.0 / np.where(total > 0, total, 1.0)) @ p)
 
 
 def absorption(chain: list[sp.csr_matrix], onehot: np.ndarray, masses: list[np.ndarray] | None = None) -> np.ndarray:
@@ -230,3 +237,81 @@ def absorption(chain: list[sp.csr_matrix], onehot: np.ndarray, masses: list[np.n
         out = chain[k] @ out
     total = out.sum(axis=1, keepdims=True)
     return out / np.where(total > 0, total, 1.0)
+
+
+def descendant_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, sigma2: float, *,
+                     growth: list[bool] | None = None, n_steps: int = N_STEPS, max_cells: int = MAX_CHAIN_CELLS,
+                     rng: np.random.Generator) -> tuple[list[sp.csr_matrix], list[np.ndarray], list[float]]:
+    """Couplings that carry the descendants of the first snapshot's cells to the last snapshot's cells.
+
+    Each gap ``t_k -> t_{k+1}`` is cut into ``n_steps`` equal steps of length ``h``. Between two steps the
+    population is the model's push of (a subsample of at most ``max_cells``) cells of ``t_k`` (weighted by
+    their descendant mass); at the gap's ends it is the observed cells. Consecutive steps are joined by
+    :func:`kernel_coupling` with the covariance ``sigma2 h I + R_k h / (t_{k+1} - t_k)``, ``R_k`` the
+    gap's :func:`push_residual` (the model's own error, spread over the gap). A chain of short entropic
+    steps between the right marginals converges, as ``h`` shrinks, to the diffusion with noise ``sigma``
+    whose marginals they are (the Sinkhorn potentials of each step supply the drift); a single step per
+    gap misses how the drift stretches or squeezes the noise (e.g. cells near a saddle).
+
+    Parameters
+    ----------
+    trajectory
+        ``trajectory(x, grid) -> (positions, log_weights)`` of the model (``(len(grid), n, d)`` and
+        ``(len(grid), n)``).
+    xs
+        Observed cells per time (all cells of ``xs[0]`` are rows of the first coupling; the last
+        coupling's columns are all cells of ``xs[-1]``; inner snapshots are subsampled).
+    times
+        The observed times, increasing.
+    sigma2
+        Noise ``sigma^2`` (data units squared per time unit).
+    growth
+        Per gap: whether descendant masses count (default all gaps).
+    n_steps
+        Steps per gap.
+    max_cells
+        Cells per intermediate population.
+    rng
+        Generator (subsamples).
+
+    Returns
+    -------
+    The chain (row-stochastic matrices), each matrix's row growth over its step (for :func:`absorption`,
+    ``masses[1:]``) and the trace of ``R_k`` per gap.
+    """
+    d = xs[0].shape[1]
+    chain, masses, resid = [], [], []
+    start = np.asarray(xs[0], np.float64)
+    for k in range(len(times) - 1):
+        span = float(times[k + 1] - times[k])
+        grid = np.linspace(float(times[k]), float(times[k + 1]), n_steps + 1)
+        sub = start if len(start) <= max_cells else start[_subsample(len(start), max_cells, rng)]
+        pos, logw = trajectory(sub, grid)
+        if growth is not None and not growth[k]:
+            logw = np.zeros_like(logw)
+        if sub is start or (growth is not None and not growth[k]):
+            lw_start = logw[1] if sub is start else np.zeros(len(start))
+        else:
+            lw_start = trajectory(start, grid[:2])[1][1]
+        wend = np.exp(logw[-1] - logw[-1].max())
+        r = push_residual(pos[-1], wend, xs[k + 1], rng=rng)
+        resid.append(float(np.trace(r)))
+        last = k == len(times) - 2
+        end = np.asarray(xs[k + 1], np.float64)
+        if not last and len(end) > max_cells:
+            end = end[_subsample(len(end), max_cells, rng)]
+        pts = [start] + [pos[j] for j in range(1, n_steps)] + [end]
+        for j in range(n_steps):
+            h = float(grid[j + 1] - grid[j])
+            cov = sigma2 * h * np.eye(d) + r * (h / span)
+            if j == 0:
+                grow = np.exp(lw_start - lw_start.max())
+                row_mass = grow
+            else:
+                grow = np.exp(logw[j + 1] - logw[j])
+                row_mass = np.exp(logw[j + 1] - logw[j + 1].max())
+            col = np.exp(logw[j + 1] - logw[j + 1].max()) if j < n_steps - 1 else None
+            chain.append(kernel_coupling(pts[j], row_mass, pts[j + 1], cov, observed_weights=col))
+            masses.append(grow / grow.mean())
+        start = end
+    return chain, masses, resid

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -150,16 +152,12 @@ def _descendant_chain(model, x_all, t_all, times, sigma, rng):
         record = {"sigma": float(np.sqrt(sigma2)), "sigma_source": "estimated", **record}
     else:
         sigma2, record = float(sigma) ** 2, {"sigma": float(sigma), "sigma_source": "given"}
-    d = x_all.shape[1]
-    chain, masses, resid = [], [], []
-    for k in range(len(times) - 1):
-        dt = float(times[k + 1] - times[k])
-        pos, logw = model.trajectory(xs[k], [times[k], times[k + 1]], stochastic=False)
-        w = np.exp(logw[-1] - logw[-1].max())
-        r = _fates.push_residual(pos[-1], w, xs[k + 1], rng=rng)
-        resid.append(float(np.trace(r)))
-        chain.append(_fates.kernel_coupling(xs[k], w, xs[k + 1], sigma2 * dt * np.eye(d) + r))
-        masses.append(w / w.mean())
+
+    def trajectory(x, grid):
+        return model.trajectory(x, grid, stochastic=False)
+
+    chain, masses, resid = _fates.descendant_chain(trajectory, xs, times, sigma2, rng=rng)
+    record["n_steps"] = _fates.N_STEPS
     record["residual_variance"] = resid
     return chain, masses, record
 
@@ -181,17 +179,17 @@ def fate_probabilities(
 ) -> pd.DataFrame | AnnData:
     """Probability that each cell at ``source_time`` ends in each group observed at ``target_time``.
 
-    A cell's fate is where its *descendants* go, and they spread. With ``method="descendants"`` (the
-    default going forward) the descendants of each cell are carried through the observed time points
-    between ``source_time`` and ``target_time`` by a chain of entropic couplings (see
-    :mod:`scam.core.fates`): from each observed time to the next, a cell's descendants are spread over
-    the observed cells of the next time with a Gaussian kernel whose covariance is the uncertainty of
-    where they go, measured on the data: the noise ``sigma`` the fitted potential implies if the drift
-    does not change with time (or the ``sigma`` given), plus the covariance of the residual between the
-    model's pushed cells and their exact-OT partners at the next time (the model's own error and the
-    resolution of the data). Row masses are the model's descendant masses (growth). The fate is the
-    absorption probability into the groups at ``target_time``: graded wherever descendants can go
-    several ways, certain only where the data say so.
+    A cell's fate is where its *descendants* go, and they spread. With ``method="descendants"`` (the default
+    going forward) the descendants of each cell are carried from ``source_time`` to ``target_time`` by a chain
+    of short entropic couplings (see :mod:`scam.core.fates`): each gap between observed times is cut into
+    ``N_STEPS`` steps whose populations are the model's push of the gap's first cells (the observed cells at
+    the gap's ends), and from each step to the next a cell's descendants spread with a Gaussian kernel of
+    covariance ``sigma^2 h`` (``sigma``: the noise the fitted potential implies if the drift does not change
+    with time, or the ``sigma`` given) plus the gap's share of the covariance of the residual between the
+    model's pushed cells and their exact-OT partners (the model's own error and the resolution of the data).
+    Row masses are the model's descendant masses (growth). The fate is the absorption probability into the
+    groups at ``target_time``: graded wherever descendants can go several ways, certain only where the data
+    say so.
 
     ``method="push"`` is the former estimator: each cell is pushed once by the model and assigned to
     the groups of its ``n_neighbors`` nearest observed cells (stochastic models: ``n_samples``
@@ -231,7 +229,7 @@ def fate_probabilities(
     ``adata.obsm[key_added]`` (the same table for all cells, NaN for cells not at ``source_time``) and
     ``adata.uns[key_added]`` with ``'params'`` (``method`` as resolved; for ``"descendants"`` also
     ``sigma`` and ``sigma_source`` (``"estimated"`` or ``"given"``), the estimate's ``slope`` and ``r``,
-    ``residual_variance`` per gap, and ``times``, the observed times the chain passes through),
+    ``residual_variance`` per gap, ``n_steps`` per gap, and ``times``, the observed times the chain passes through),
     ``'groups'``, ``'weights'`` (each source cell's normalised descendant mass; uniform for balanced
     models), and, when ``groupby`` is also defined at ``source_time``, ``'source_groups'`` and
     ``'transition'``: the weighted group-to-group transition matrix (rows: source groups, columns:
@@ -437,12 +435,18 @@ def couplings(
     observed = np.array([t for t in np.unique(t_all) if fitted[0] <= t <= fitted[-1]])
     time_values = pd.Series(adata.obs[params["time_key"]].to_numpy(), index=adata.obs_names)
     if method == "descendants":
-        chain, masses, _ = _descendant_chain(model, x_all, t_all, observed, sigma, make_rng(rng))
+        gen = make_rng(rng)
+        if sigma is None:
+            xs = [x_all[np.isclose(t_all, t)] for t in observed]
+            sigma = float(np.sqrt(_fates.diffusion_from_potential(model.potential, xs, observed, rng=gen)[0]))
     out = {}
-    for g, (t1, t2) in enumerate(zip(observed[:-1], observed[1:])):
+    for t1, t2 in itertools.pairwise(observed):
         src, tgt = np.isclose(t_all, t1), np.isclose(t_all, t2)
         if method == "descendants":
-            mat = chain[g].multiply(masses[g][:, None]).tocsr()
+            chain, masses, _ = _descendant_chain(model, x_all, t_all, np.array([t1, t2]), sigma, gen)
+            mat = chain[0].multiply(masses[0][:, None]).tocsr()
+            for step, mass in zip(chain[1:], masses[1:]):
+                mat = (mat @ sp.diags(mass) @ step).tocsr()
             cut = threshold * mat.max(axis=1).toarray().ravel()
             mat.data[mat.data < np.repeat(cut, np.diff(mat.indptr))] = 0
         else:
