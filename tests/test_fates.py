@@ -87,6 +87,34 @@ def test_diffusion_from_potential_on_brownian_motion():
     assert est0 == 0.0
 
 
+def test_diffusion_bound_by_hand():
+    """sigma^2 h d <= tr Cov(next population), h the chain's step: the tightest gap sets the bound."""
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(4000, 2)), rng.normal(size=(4000, 2)) * 2.0, rng.normal(size=(4000, 2)) * 3.0]
+    times = np.array([0.0, 1.0, 3.0])
+    # gap 1: tr Cov = 8, h = 1/4 -> 8 / (2 / 4) = 16; gap 2: tr Cov = 18, h = 2/4 -> 18 / (2 / 2) = 18
+    assert F.diffusion_bound(xs, times, n_steps=4) == pytest.approx(16.0, rel=0.05)
+    assert F.diffusion_bound(xs, times, n_steps=1) == pytest.approx(4.0, rel=0.05)
+
+
+def test_descendant_noise_keeps_a_consistent_estimate_and_rejects_an_impossible_one():
+    rng = np.random.default_rng(3)
+    sigma2, times = 0.5, np.array([0.0, 1.0, 2.0])
+    xs = [rng.normal(size=(3000, 2)) * np.sqrt(1.0 + sigma2 * t) for t in times]
+
+    def potential(x, t, scale=1.0):
+        v = 1.0 + sigma2 * t
+        return -scale * sigma2 / 2 * (-np.sum(x**2, axis=1) / (2 * v) - np.log(v))
+
+    est, rec = F.descendant_noise(potential, xs, times, rng=rng)
+    assert rec["sigma_source"] == "estimated" and est > 0 and rec["sigma"] == pytest.approx(np.sqrt(est))
+    assert rec["sigma_bound"] ** 2 == pytest.approx(F.diffusion_bound(xs, times), rel=1e-9)
+    # a potential that changes far more than the density explains implies a noise no population allows
+    est, rec = F.descendant_noise(lambda x, t: potential(x, t, scale=1e3), xs, times, rng=rng)
+    assert rec["sigma_source"] == "rejected" and est == 0.0 and rec["sigma"] == 0.0
+    assert rec["sigma_estimate"] > rec["sigma_bound"]
+
+
 def test_double_well_generator():
     adata = scam.datasets.simulate("double_well", n_cells=200, rng=0, n_continuations=400, times=(0.0, 0.5, 1.0))
     fate = np.asarray(adata.uns["simulation"]["truth"]["fate"])

@@ -138,6 +138,74 @@ def diffusion_from_potential(potential, xs: list[np.ndarray], times: np.ndarray,
     return sigma2, {"slope": slope, "r": float(r), "n_pairs": len(times) - 1}
 
 
+def diffusion_bound(xs: list[np.ndarray], times: np.ndarray, *, n_steps: int = N_STEPS) -> float:
+    """The largest ``sigma^2`` for which a step of the chain still carries information about where a cell goes.
+
+    By the law of total variance, the spread of one cell's descendants over a step of length ``h`` cannot
+    exceed the spread of the whole population at the step's end; for a short step that spread is
+    ``sigma^2 h`` per dimension, so ``sigma^2 <= tr Cov(x_{k+1}) / (d h)`` for every gap, with
+    ``h = (t_{k+1} - t_k) / n_steps``. A larger noise would make every step's coupling the independent one
+    (each cell's descendants spread like the whole next population): the snapshots contradict it.
+
+    Parameters
+    ----------
+    xs
+        Observed cells per time, ``(n_k, d)`` each.
+    times
+        The observed times, increasing.
+    n_steps
+        Steps per gap of the chain (:func:`descendant_chain`).
+
+    Returns
+    -------
+    The bound on ``sigma^2`` (data units squared per time unit).
+    """
+    d = xs[0].shape[1]
+    bounds = []
+    for k in range(len(times) - 1):
+        h = float(times[k + 1] - times[k]) / n_steps
+        spread = float(np.sum(np.var(np.asarray(xs[k + 1], np.float64), axis=0)))
+        bounds.append(spread / (d * h))
+    return min(bounds)
+
+
+def descendant_noise(potential, xs: list[np.ndarray], times: np.ndarray, *, n_steps: int = N_STEPS,
+                     rng: np.random.Generator) -> tuple[float, dict]:
+    """The noise ``sigma^2`` of the descendants for :func:`descendant_chain`, and how it was chosen.
+
+    :func:`diffusion_from_potential` estimates it under a drift that does not change with time; the
+    estimate is kept when it respects :func:`diffusion_bound` and rejected otherwise (``sigma^2 = 0``:
+    the descendants then spread by the model's own error alone, the push residual). Real differentiation
+    time courses change their drift as cells commit, and there the assumption can give a noise that would
+    spread one cell's descendants wider than the whole next population.
+
+    Parameters
+    ----------
+    potential
+        ``potential(x, t) -> (n,)`` in data units.
+    xs
+        Observed cells per time.
+    times
+        The observed times, increasing.
+    n_steps
+        Steps per gap of the chain.
+    rng
+        Generator (subsamples of the estimate).
+
+    Returns
+    -------
+    ``sigma^2`` and a record: ``sigma``, ``sigma_source`` (``"estimated"`` or ``"rejected"``), the
+    estimate's ``slope``, ``r`` and ``n_pairs``, ``sigma_estimate`` (before the check) and ``sigma_bound``.
+    """
+    sigma2, record = diffusion_from_potential(potential, xs, times, rng=rng)
+    bound = diffusion_bound(xs, times, n_steps=n_steps)
+    kept = sigma2 <= bound
+    record = {"sigma": float(np.sqrt(sigma2)) if kept else 0.0,
+              "sigma_source": "estimated" if kept else "rejected",
+              "sigma_estimate": float(np.sqrt(sigma2)), "sigma_bound": float(np.sqrt(bound)), **record}
+    return (sigma2 if kept else 0.0), record
+
+
 def _whitener(cov: np.ndarray) -> np.ndarray:
     """``W`` with ``W' W = cov^-1`` (a ridge keeps flat directions finite)."""
     lam, u = np.linalg.eigh((cov + cov.T) / 2)

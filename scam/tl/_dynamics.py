@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,14 @@ from sklearn.neighbors import NearestNeighbors
 
 from .._utils import make_rng
 from ..core import fates as _fates
-from ._utils import DEFAULT_KEY, check_key, fit_embedding, get_model, plain, select_cells
+from ._utils import (
+    DEFAULT_KEY,
+    check_key,
+    fit_embedding,
+    get_model,
+    plain,
+    select_cells,
+)
 
 
 def _time_index(t_all: np.ndarray, value: float, name: str) -> np.ndarray:
@@ -143,23 +151,37 @@ def _source_target(adata, key, groupby, source_time, target_time):
 FATE_METHODS = ("auto", "descendants", "push")
 
 
-def _descendant_chain(model, x_all, t_all, times, sigma, rng):
-    """Couplings between consecutive observed ``times`` (see :mod:`scam.core.fates`), the descendant masses
-    of the cells at each time but the last, and the record of how the spread was chosen."""
+def _observed_times(adata, key, t_all):
+    """The observed times within the fitted range, increasing."""
+    fitted = np.asarray(adata.uns[key]["times"], dtype=float)
+    return np.array([t for t in np.unique(t_all) if fitted[0] <= t <= fitted[-1]])
+
+
+def _descendant_noise(model, xs, times, sigma, rng, stacklevel):
+    """``sigma^2`` of the descendants (given, or estimated from the fit and checked against the snapshots) and
+    the record of how it was chosen; warns, at the caller's line, when the estimate is rejected."""
+    if sigma is not None:
+        return float(sigma) ** 2, {"sigma": float(sigma), "sigma_source": "given"}
+    sigma2, record = _fates.descendant_noise(model.potential, xs, times, rng=rng)
+    if record["sigma_source"] == "rejected":
+        warnings.warn(
+            f"The noise the fitted potential implies (sigma = {record['sigma_estimate']:.3g}) would spread one "
+            f"cell's descendants wider than the whole next population (at most {record['sigma_bound']:.3g}): "
+            "the drift changes with time here. Descendants spread by the model's own error alone; pass "
+            "`sigma=` to set the noise yourself.", UserWarning, stacklevel=stacklevel + 1)
+    return sigma2, record
+
+
+def _descendant_chain(model, x_all, t_all, times, sigma2, rng):
+    """Couplings between consecutive observed ``times`` (see :mod:`scam.core.fates`) with noise ``sigma2``,
+    the descendant masses of the cells at each step, and the record of the chain."""
     xs = [x_all[np.isclose(t_all, t)] for t in times]
-    if sigma is None:
-        sigma2, record = _fates.diffusion_from_potential(model.potential, xs, times, rng=rng)
-        record = {"sigma": float(np.sqrt(sigma2)), "sigma_source": "estimated", **record}
-    else:
-        sigma2, record = float(sigma) ** 2, {"sigma": float(sigma), "sigma_source": "given"}
 
     def trajectory(x, grid):
         return model.trajectory(x, grid, stochastic=False)
 
     chain, masses, resid = _fates.descendant_chain(trajectory, xs, times, sigma2, rng=rng)
-    record["n_steps"] = _fates.N_STEPS
-    record["residual_variance"] = resid
-    return chain, masses, record
+    return chain, masses, {"n_steps": _fates.N_STEPS, "residual_variance": resid}
 
 
 def fate_probabilities(
@@ -210,7 +232,9 @@ def fate_probabilities(
         ``"auto"``, ``"descendants"`` (forward only) or ``"push"``.
     sigma
         Noise of the descendants (``dx = v dt + sigma dW``, data units); default: estimated from the fit
-        (``"descendants"`` only).
+        over all its observed times, if the drift does not change with time, and kept only where the
+        snapshots allow it (:func:`scam.core.fates.descendant_noise`; otherwise 0 with a warning, and the
+        descendants spread by the model's own error) (``"descendants"`` only).
     n_neighbors
         ``"push"``: neighbours among ``target_time`` cells used to assign a pushed cell.
     n_samples
@@ -228,7 +252,9 @@ def fate_probabilities(
     A DataFrame (source cells x groups, rows sum to 1), or with ``copy=True`` the modified copy; writes
     ``adata.obsm[key_added]`` (the same table for all cells, NaN for cells not at ``source_time``) and
     ``adata.uns[key_added]`` with ``'params'`` (``method`` as resolved; for ``"descendants"`` also
-    ``sigma`` and ``sigma_source`` (``"estimated"`` or ``"given"``), the estimate's ``slope`` and ``r``,
+    ``sigma`` and ``sigma_source`` (``"estimated"``, ``"rejected"`` or ``"given"``), the estimate before
+    the check (``sigma_estimate``), the largest noise the snapshots allow (``sigma_bound``), the
+    estimate's ``slope`` and ``r``,
     ``residual_variance`` per gap, ``n_steps`` per gap, and ``times``, the observed times the chain passes through),
     ``'groups'``, ``'weights'`` (each source cell's normalised descendant mass; uniform for balanced
     models), and, when ``groupby`` is also defined at ``source_time``, ``'source_groups'`` and
@@ -244,7 +270,7 @@ def fate_probabilities(
         raise ValueError(f"`sigma` must be a finite number >= 0 or None (estimated), got {sigma!r}.")
     method = ("descendants" if forward else "push") if method == "auto" else method
     key_added = check_key(key_added or f"{key}_fates")
-    x_all, t_all, params, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
+    x_all, t_all, _, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
     labels = adata.obs[groupby].astype("category")
     tgt_labels = labels[tgt]
     if tgt_labels.isna().any():
@@ -257,12 +283,15 @@ def fate_probabilities(
               "groupby": groupby, "method": method}
     if method == "descendants":
         times = np.array([t for t in np.unique(t_all) if float(source_time) - 1e-9 <= t <= float(target_time) + 1e-9])
-        chain, masses, extra = _descendant_chain(model, x_all, t_all, times, sigma, rng)
+        observed = _observed_times(adata, key, t_all)
+        sigma2, noise = _descendant_noise(model, [x_all[np.isclose(t_all, t)] for t in observed], observed, sigma,
+                                          rng, stacklevel=2)
+        chain, masses, extra = _descendant_chain(model, x_all, t_all, times, sigma2, rng)
         onehot = np.zeros((int(tgt.sum()), len(groups)))
         onehot[np.arange(len(codes)), codes] = 1.0
         probs = _fates.absorption(chain, onehot, masses[1:])
         weights = masses[0] / masses[0].sum()
-        record.update(extra, times=times)
+        record.update(noise, **extra, times=times)
     else:
         pos, logw = _push_samples(model, x_all[src], float(source_time), float(target_time), n_samples, rng)
         k = min(n_neighbors, int(tgt.sum()))
@@ -351,7 +380,7 @@ def ancestors(
     if not float(source_time) < float(target_time):
         raise ValueError("`source_time` must be earlier than `target_time` for ancestors.")
     key_added = check_key(key_added or f"{key}_ancestors")
-    x_all, t_all, _, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
+    x_all, _, _, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
     labels = adata.obs[groupby].astype(str).to_numpy()
     present = pd.unique(labels[tgt])
     groups = list(present) if groups is None else [str(g) for g in np.atleast_1d(groups)]
@@ -431,19 +460,17 @@ def couplings(
         raise ValueError(f"`method={method!r}` is not one of ('descendants', 'push').")
     x_all, t_all, params = fit_embedding(adata, key)
     model = get_model(adata, key=key)
-    fitted = np.asarray(adata.uns[key]["times"], dtype=float)
-    observed = np.array([t for t in np.unique(t_all) if fitted[0] <= t <= fitted[-1]])
+    observed = _observed_times(adata, key, t_all)
     time_values = pd.Series(adata.obs[params["time_key"]].to_numpy(), index=adata.obs_names)
     if method == "descendants":
         gen = make_rng(rng)
-        if sigma is None:
-            xs = [x_all[np.isclose(t_all, t)] for t in observed]
-            sigma = float(np.sqrt(_fates.diffusion_from_potential(model.potential, xs, observed, rng=gen)[0]))
+        sigma2, _ = _descendant_noise(model, [x_all[np.isclose(t_all, t)] for t in observed], observed, sigma, gen,
+                                      stacklevel=2)
     out = {}
     for t1, t2 in itertools.pairwise(observed):
         src, tgt = np.isclose(t_all, t1), np.isclose(t_all, t2)
         if method == "descendants":
-            chain, masses, _ = _descendant_chain(model, x_all, t_all, np.array([t1, t2]), sigma, gen)
+            chain, masses, _ = _descendant_chain(model, x_all, t_all, np.array([t1, t2]), sigma2, gen)
             mat = chain[0].multiply(masses[0][:, None]).tocsr()
             for step, mass in zip(chain[1:], masses[1:]):
                 mat = (mat @ sp.diags(mass) @ step).tocsr()
