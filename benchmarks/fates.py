@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scanpy as sc
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
@@ -47,6 +48,8 @@ def cellrank_fates(adata, time_key, groupby, group, t0, t1):
     import cellrank as cr
 
     adata = adata.copy()
+    if "connectivities" not in adata.obsp:  # the kernel mixes in the kNN graph (conn_weight)
+        sc.pp.neighbors(adata, use_rep="X_pca", random_state=0)
     if time_key == "time":  # RealTimeKernel wants categorical times; the couplings take its category values
         adata.obs["time"] = pd.Categorical(adata.obs["time"])
     with warnings.catch_warnings():
