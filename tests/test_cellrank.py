@@ -74,3 +74,18 @@ def test_couplings_follow_the_fit(larry_fit):
         rows = np.asarray(c.X.sum(axis=1)).ravel()
         assert (rows > 0).all()
         np.testing.assert_allclose(rows.mean(), 1.0, rtol=0.05)
+
+
+def test_fates_on_real_data_are_not_flat(larry_fit):
+    """Differentiation changes the drift with time: the noise a time-homogeneous drift would imply is rejected
+    (with a warning) instead of spreading every cell's descendants over the whole next population."""
+    adata = larry_fit
+    with pytest.warns(UserWarning, match="wider than the whole next population"):
+        table = scam.tl.fate_probabilities(adata, source_time=4, target_time=6, groupby="state_info")
+    params = adata.uns["action_matching_fates"]["params"]
+    assert params["sigma_source"] == "rejected" and params["sigma"] == 0.0
+    assert params["sigma_estimate"] > params["sigma_bound"] > 0
+    day, state = adata.obs["day"].to_numpy(), adata.obs["state_info"].astype(str).to_numpy()
+    for lineage in ("Neutrophil", "Monocyte"):
+        sel = state[day == 4] == lineage
+        assert table.loc[sel, lineage].mean() > 0.75, table.loc[sel].mean()

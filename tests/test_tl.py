@@ -214,9 +214,11 @@ def test_fate_probabilities_follow_branches(balanced_branches):
     fitted = balanced_branches
     table = scam.tl.fate_probabilities(fitted, source_time=2.0, target_time=4.0, groupby="branch")
     np.testing.assert_allclose(table.sum(axis=1), 1.0)
-    labels = fitted.obs.loc[table.index, "branch"]
-    hit = np.mean([table.loc[i, labels[i]] > 0.5 for i in table.index])
-    assert hit > 0.8, hit
+    labels = fitted.obs.loc[table.index, "branch"].astype(str)
+    # graded fates (the spread is estimated from the fit), but they rank the cells of each branch first
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(labels == "proliferating", table["proliferating"]) > 0.95
     entry = fitted.uns["action_matching_fates"]
     assert entry["transition"].shape == (2, 2)
     np.testing.assert_allclose(entry["transition"].sum(axis=1), 1.0)
@@ -251,20 +253,30 @@ def test_couplings_shape_for_cellrank(fitted):
         assert list(c.obs_names) == list(fitted.obs_names[day == t1])
         assert list(c.var_names) == list(fitted.obs_names[day == t2])
         assert (c.X.sum(axis=1) > 0).all()
-    # values: each early cell's strongest link is the observed cell nearest to where the model moves it,
-    # and its row carries its relative descendant mass (up to the entries dropped below the threshold)
+    # values (method="push"): each early cell's strongest link is the observed cell nearest to where the model
+    # moves it, and its row carries its relative descendant mass (up to the entries dropped below the threshold)
     from sklearn.neighbors import NearestNeighbors
 
     model = scam.tl.get_model(fitted)
     day = fitted.obs["day"].astype(float).to_numpy()
     x = fitted.obsm["X_pca"]
-    for (t1, t2), c in cpl.items():
+    descendants = cpl
+    for (t1, t2), c in scam.tl.couplings(fitted, method="push").items():
         src, tgt = day == float(t1), day == float(t2)
         pos, w = model.push(x[src], float(t1), float(t2), return_weights=True)
         nearest = NearestNeighbors(n_neighbors=1).fit(x[tgt]).kneighbors(pos)[1][:, 0]
         dense = c.X.toarray()
         assert np.mean(dense.argmax(axis=1) == nearest) > 0.95
         np.testing.assert_allclose(dense.sum(axis=1), w / w.mean(), rtol=0.05)
+        # default (descendants): the descendants of a cell are centred near where the model moves it (closer
+        # than a random cell of t2), and rows carry the relative descendant mass, averaged over the paths
+        # the descendants spread along (so only close to the mass along the single push)
+        d = descendants[(t1, t2)].X.toarray()
+        centre = d @ x[tgt] / d.sum(axis=1, keepdims=True)
+        gap = np.linalg.norm(centre - pos, axis=1).mean()
+        assert gap < 0.5 * np.linalg.norm(x[tgt][::-1][: len(pos)] - pos, axis=1).mean(), gap
+        np.testing.assert_allclose(d.sum(axis=1), w / w.mean(), rtol=0.2)
+        assert np.corrcoef(d.sum(axis=1), w)[0, 1] > 0.9
 
 
 def set_obs(adata, column, values):

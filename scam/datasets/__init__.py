@@ -16,6 +16,7 @@ from ._registry import RegistryError, get_entry, get_registry, registry_path, va
 from ._synthetic import (
     SyntheticTimeCourse,
     branching_growth,
+    double_well,
     gaussian_geodesic,
     gaussian_growth,
     mixture_growth,
@@ -30,6 +31,7 @@ __all__ = [
     "branching_growth",
     "default_cache_dir",
     "demo",
+    "double_well",
     "fetch",
     "gaussian_geodesic",
     "gaussian_growth",

@@ -179,6 +179,7 @@ _SIMULATIONS = {
     "gaussian": _synthetic.gaussian_geodesic,
     "ou": _synthetic.ornstein_uhlenbeck,
     "mixture_growth": _synthetic.mixture_growth,
+    "double_well": _synthetic.double_well,
 }
 
 
@@ -203,7 +204,9 @@ def simulate(kind: str = "branching", n_cells: int = 1000, *, rng=0, return_trut
         rate, Gaussian marginals (:func:`~scam.datasets.gaussian_growth`); ``"gaussian"``: the W2
         geodesic between two Gaussians (:func:`~scam.datasets.gaussian_geodesic`); ``"ou"``: an
         Ornstein-Uhlenbeck process (:func:`~scam.datasets.ornstein_uhlenbeck`); ``"mixture_growth"``:
-        a linear growth rate on a population of several states (:func:`~scam.datasets.mixture_growth`).
+        a linear growth rate on a population of several states (:func:`~scam.datasets.mixture_growth`);
+        ``"double_well"``: cells leaving a saddle into two wells with noise, the fate of every first-snapshot
+        cell known (:func:`~scam.datasets.double_well`).
     n_cells
         Cells per snapshot.
     rng
@@ -216,9 +219,10 @@ def simulate(kind: str = "branching", n_cells: int = 1000, *, rng=0, return_trut
     Returns
     -------
     anndata.AnnData
-        ``obs['time']`` (float), ``obsm['X_pca']`` (the coordinates), for ``"branching"`` also
-        ``obs['branch']``; ``uns['simulation']`` holds ``kind``, ``times``, ``masses`` (true relative
-        population sizes), ``sigma`` and the generator's parameters and ground truth.
+        ``obs['time']`` (float), ``obsm['X_pca']`` (the coordinates), for ``"branching"`` and ``"double_well"`` also
+        ``obs['branch']`` (the double well's ``uns['simulation']['truth']['fate']``: the probability that each
+        first-snapshot cell ends on the right); ``uns['simulation']`` holds ``kind``, ``times``, ``masses``
+        (true relative population sizes), ``sigma`` and the generator's parameters and ground truth.
     SyntheticTimeCourse
         Only with ``return_truth=True``.
     """

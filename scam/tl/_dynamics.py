@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -9,7 +12,15 @@ from anndata import AnnData
 from sklearn.neighbors import NearestNeighbors
 
 from .._utils import make_rng
-from ._utils import DEFAULT_KEY, check_key, fit_embedding, get_model, plain, select_cells
+from ..core import fates as _fates
+from ._utils import (
+    DEFAULT_KEY,
+    check_key,
+    fit_embedding,
+    get_model,
+    plain,
+    select_cells,
+)
 
 
 def _time_index(t_all: np.ndarray, value: float, name: str) -> np.ndarray:
@@ -137,6 +148,42 @@ def _source_target(adata, key, groupby, source_time, target_time):
     return x_all, t_all, params, src, tgt
 
 
+FATE_METHODS = ("auto", "descendants", "push")
+
+
+def _observed_times(adata, key, t_all):
+    """The observed times within the fitted range, increasing."""
+    fitted = np.asarray(adata.uns[key]["times"], dtype=float)
+    return np.array([t for t in np.unique(t_all) if fitted[0] <= t <= fitted[-1]])
+
+
+def _descendant_noise(model, xs, times, sigma, rng, stacklevel):
+    """``sigma^2`` of the descendants (given, or estimated from the fit and checked against the snapshots) and
+    the record of how it was chosen; warns, at the caller's line, when the estimate is rejected."""
+    if sigma is not None:
+        return float(sigma) ** 2, {"sigma": float(sigma), "sigma_source": "given"}
+    sigma2, record = _fates.descendant_noise(model.potential, xs, times, rng=rng)
+    if record["sigma_source"] == "rejected":
+        warnings.warn(
+            f"The noise the fitted potential implies (sigma = {record['sigma_estimate']:.3g}) would spread one "
+            f"cell's descendants wider than the whole next population (at most {record['sigma_bound']:.3g}): "
+            "the drift changes with time here. Descendants spread by the model's own error alone; pass "
+            "`sigma=` to set the noise yourself.", UserWarning, stacklevel=stacklevel + 1)
+    return sigma2, record
+
+
+def _descendant_chain(model, x_all, t_all, times, sigma2, rng):
+    """Couplings between consecutive observed ``times`` (see :mod:`scam.core.fates`) with noise ``sigma2``,
+    the descendant masses of the cells at each step, and the record of the chain."""
+    xs = [x_all[np.isclose(t_all, t)] for t in times]
+
+    def trajectory(x, grid):
+        return model.trajectory(x, grid, stochastic=False)
+
+    chain, masses, resid = _fates.descendant_chain(trajectory, xs, times, sigma2, rng=rng)
+    return chain, masses, {"n_steps": _fates.N_STEPS, "residual_variance": resid}
+
+
 def fate_probabilities(
     adata: AnnData,
     *,
@@ -144,6 +191,8 @@ def fate_probabilities(
     source_time: float,
     target_time: float,
     groupby: str,
+    method: str = "auto",
+    sigma: float | None = None,
     n_neighbors: int = 15,
     n_samples: int = 10,
     rng: int | np.random.Generator | None = 0,
@@ -152,10 +201,22 @@ def fate_probabilities(
 ) -> pd.DataFrame | AnnData:
     """Probability that each cell at ``source_time`` ends in each group observed at ``target_time``.
 
-    Cells are pushed with the model to ``target_time`` and assigned to the groups of their
-    ``n_neighbors`` nearest observed cells there (stochastic models: averaged over ``n_samples``
-    simulations). With ``target_time < source_time`` the same computation runs backward in time:
-    each late cell's probability of coming from each early group.
+    A cell's fate is where its *descendants* go, and they spread. With ``method="descendants"`` (the default
+    going forward) the descendants of each cell are carried from ``source_time`` to ``target_time`` by a chain
+    of short entropic couplings (see :mod:`scam.core.fates`): each gap between observed times is cut into
+    ``N_STEPS`` steps whose populations are the model's push of the gap's first cells (the observed cells at
+    the gap's ends), and from each step to the next a cell's descendants spread with a Gaussian kernel of
+    covariance ``sigma^2 h`` (``sigma``: the noise the fitted potential implies if the drift does not change
+    with time, or the ``sigma`` given) plus the gap's share of the covariance of the residual between the
+    model's pushed cells and their exact-OT partners (the model's own error and the resolution of the data).
+    Row masses are the model's descendant masses (growth). The fate is the absorption probability into the
+    groups at ``target_time``: graded wherever descendants can go several ways, certain only where the data
+    say so.
+
+    ``method="push"`` is the former estimator: each cell is pushed once by the model and assigned to
+    the groups of its ``n_neighbors`` nearest observed cells (stochastic models: ``n_samples``
+    simulations); ``"auto"`` is ``"descendants"`` forward and ``"push"`` backward
+    (``target_time < source_time``: each late cell's probability of coming from each early group).
 
     Parameters
     ----------
@@ -167,12 +228,19 @@ def fate_probabilities(
         Observed time points (within the fitted range).
     groupby
         Categorical ``obs`` column labelling cells at ``target_time``.
+    method
+        ``"auto"``, ``"descendants"`` (forward only) or ``"push"``.
+    sigma
+        Noise of the descendants (``dx = v dt + sigma dW``, data units); default: estimated from the fit
+        over all its observed times, if the drift does not change with time, and kept only where the
+        snapshots allow it (:func:`scam.core.fates.descendant_noise`; otherwise 0 with a warning, and the
+        descendants spread by the model's own error) (``"descendants"`` only).
     n_neighbors
-        Neighbours among ``target_time`` cells used to assign a pushed cell.
+        ``"push"``: neighbours among ``target_time`` cells used to assign a pushed cell.
     n_samples
-        Simulations per cell for stochastic models.
+        ``"push"``: simulations per cell for stochastic models.
     rng
-        Seed or Generator.
+        Seed or Generator (subsamples of the estimates; noise of stochastic pushes).
     key_added
         Where to write; default ``f'{key}_fates'`` (so fits under different keys keep their own fates).
     copy
@@ -183,13 +251,26 @@ def fate_probabilities(
     -------
     A DataFrame (source cells x groups, rows sum to 1), or with ``copy=True`` the modified copy; writes
     ``adata.obsm[key_added]`` (the same table for all cells, NaN for cells not at ``source_time``) and
-    ``adata.uns[key_added]`` with ``'params'``, ``'groups'``, ``'weights'`` (each source cell's
-    normalised descendant mass; uniform for balanced models), and, when ``groupby`` is also defined
-    at ``source_time``, ``'source_groups'`` and ``'transition'``: the weighted group-to-group
-    transition matrix (rows: source groups, columns: target groups).
+    ``adata.uns[key_added]`` with ``'params'`` (``method`` as resolved; for ``"descendants"`` also
+    ``sigma`` and ``sigma_source`` (``"estimated"``, ``"rejected"`` or ``"given"``), the estimate before
+    the check (``sigma_estimate``), the largest noise the snapshots allow (``sigma_bound``), the
+    estimate's ``slope`` and ``r``,
+    ``residual_variance`` per gap, ``n_steps`` per gap, and ``times``, the observed times the chain passes through),
+    ``'groups'``, ``'weights'`` (each source cell's normalised descendant mass; uniform for balanced
+    models), and, when ``groupby`` is also defined at ``source_time``, ``'source_groups'`` and
+    ``'transition'``: the weighted group-to-group transition matrix (rows: source groups, columns:
+    target groups).
     """
+    if method not in FATE_METHODS:
+        raise ValueError(f"`method={method!r}` is not one of {FATE_METHODS}.")
+    forward = float(target_time) > float(source_time)
+    if method == "descendants" and not forward:
+        raise ValueError("`method='descendants'` needs `target_time > source_time`; use method='push' backward.")
+    if sigma is not None and (isinstance(sigma, bool) or not np.isfinite(sigma) or sigma < 0):
+        raise ValueError(f"`sigma` must be a finite number >= 0 or None (estimated), got {sigma!r}.")
+    method = ("descendants" if forward else "push") if method == "auto" else method
     key_added = check_key(key_added or f"{key}_fates")
-    x_all, t_all, params, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
+    x_all, t_all, _, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
     labels = adata.obs[groupby].astype("category")
     tgt_labels = labels[tgt]
     if tgt_labels.isna().any():
@@ -197,26 +278,40 @@ def fate_probabilities(
     groups = [g for g in labels.cat.categories if (tgt_labels == g).any()]
     model = get_model(adata, key=key)
     rng = make_rng(rng)
-    pos, logw = _push_samples(model, x_all[src], float(source_time), float(target_time), n_samples, rng)
-    k = min(n_neighbors, int(tgt.sum()))
-    nn = NearestNeighbors(n_neighbors=k).fit(x_all[tgt])
     codes = pd.Categorical(tgt_labels, categories=groups).codes
-    probs = np.zeros((src.sum(), len(groups)))
-    for p in pos:
-        _, nbr = nn.kneighbors(p)
-        onehot = np.zeros((len(p), len(groups)))
-        np.add.at(onehot, (np.repeat(np.arange(len(p)), k), codes[nbr].ravel()), 1.0 / k)
-        probs += onehot / len(pos)
-    lw = np.log(np.mean(np.exp(logw - logw.max()), axis=0))
-    weights = np.exp(lw - lw.max())
-    weights /= weights.sum()
+    record = {"key": key, "source_time": float(source_time), "target_time": float(target_time),
+              "groupby": groupby, "method": method}
+    if method == "descendants":
+        times = np.array([t for t in np.unique(t_all) if float(source_time) - 1e-9 <= t <= float(target_time) + 1e-9])
+        observed = _observed_times(adata, key, t_all)
+        sigma2, noise = _descendant_noise(model, [x_all[np.isclose(t_all, t)] for t in observed], observed, sigma,
+                                          rng, stacklevel=2)
+        chain, masses, extra = _descendant_chain(model, x_all, t_all, times, sigma2, rng)
+        onehot = np.zeros((int(tgt.sum()), len(groups)))
+        onehot[np.arange(len(codes)), codes] = 1.0
+        probs = _fates.absorption(chain, onehot, masses[1:])
+        weights = masses[0] / masses[0].sum()
+        record.update(noise, **extra, times=times)
+    else:
+        pos, logw = _push_samples(model, x_all[src], float(source_time), float(target_time), n_samples, rng)
+        k = min(n_neighbors, int(tgt.sum()))
+        nn = NearestNeighbors(n_neighbors=k).fit(x_all[tgt])
+        probs = np.zeros((src.sum(), len(groups)))
+        for p in pos:
+            _, nbr = nn.kneighbors(p)
+            onehot = np.zeros((len(p), len(groups)))
+            np.add.at(onehot, (np.repeat(np.arange(len(p)), k), codes[nbr].ravel()), 1.0 / k)
+            probs += onehot / len(pos)
+        lw = np.log(np.mean(np.exp(logw - logw.max()), axis=0))
+        weights = np.exp(lw - lw.max())
+        weights /= weights.sum()
+        record.update(n_neighbors=k, n_samples=n_samples)
     names = adata.obs_names[src]
     table = pd.DataFrame(probs, index=names, columns=[str(g) for g in groups])
     full = pd.DataFrame(np.nan, index=adata.obs_names, columns=table.columns)
     full.loc[names] = table.to_numpy()
     entry = {
-        "params": plain({"key": key, "source_time": float(source_time), "target_time": float(target_time),
-                         "groupby": groupby, "n_neighbors": k, "n_samples": n_samples}),
+        "params": plain(record),
         "groups": np.asarray(table.columns, dtype=str),
         "weights": weights,
     }
@@ -285,7 +380,7 @@ def ancestors(
     if not float(source_time) < float(target_time):
         raise ValueError("`source_time` must be earlier than `target_time` for ancestors.")
     key_added = check_key(key_added or f"{key}_ancestors")
-    x_all, t_all, _, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
+    x_all, _, _, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
     labels = adata.obs[groupby].astype(str).to_numpy()
     present = pd.unique(labels[tgt])
     groups = list(present) if groups is None else [str(g) for g in np.atleast_1d(groups)]
@@ -319,15 +414,22 @@ def couplings(
     adata: AnnData,
     *,
     key: str = DEFAULT_KEY,
+    method: str = "descendants",
+    sigma: float | None = None,
     n_neighbors: int = 30,
     threshold: float = 1e-3,
+    rng: int | np.random.Generator | None = 0,
 ) -> dict[tuple[float, float], AnnData]:
     """Cell-to-cell transition matrices between consecutive time points, for CellRank.
 
-    Each cell at ``t1`` is pushed to ``t2`` and linked to its ``n_neighbors`` nearest observed
-    cells there with Gaussian kernel weights (bandwidth: the distance to the nearest neighbour's
-    median); rows are normalised and scaled by the cell's relative descendant mass (unbalanced
-    models), entries below ``threshold`` times the row maximum are dropped.
+    ``method="descendants"`` (default): the couplings :func:`fate_probabilities` absorbs through, an
+    entropic coupling whose Gaussian kernel has the spread of the descendants measured on the data (the
+    noise the fitted potential implies, or ``sigma``, plus the push residual; :mod:`scam.core.fates`), so
+    that CellRank's absorption probabilities are graded too. ``method="push"``: each cell at ``t1`` is
+    pushed to ``t2`` and linked to its ``n_neighbors`` nearest observed cells there with Gaussian kernel
+    weights (bandwidth: the distance to the nearest neighbour's median). Rows are scaled by the cell's
+    relative descendant mass (unbalanced models); entries below ``threshold`` times the row maximum are
+    dropped.
 
     The result is what ``cellrank.kernels.RealTimeKernel(adata, time_key=..., couplings=...)``
     accepts: a dict keyed by ``(t1, t2)`` of AnnData with ``obs_names`` = cells at ``t1``,
@@ -339,36 +441,56 @@ def couplings(
         Annotated data matrix with a fit.
     key
         ``key_added`` of the fit.
+    method
+        ``"descendants"`` or ``"push"``.
+    sigma
+        ``"descendants"``: noise of the descendants (data units); default estimated from the fit.
     n_neighbors
-        Target cells linked to each pushed cell.
+        ``"push"``: target cells linked to each pushed cell.
     threshold
         Relative sparsification threshold.
+    rng
+        Seed or Generator (subsamples of the estimates).
 
     Returns
     -------
     dict mapping ``(t1, t2)`` to AnnData (``n_cells(t1) x n_cells(t2)``).
     """
+    if method not in ("descendants", "push"):
+        raise ValueError(f"`method={method!r}` is not one of ('descendants', 'push').")
     x_all, t_all, params = fit_embedding(adata, key)
     model = get_model(adata, key=key)
-    fitted = np.asarray(adata.uns[key]["times"], dtype=float)
-    observed = np.array([t for t in np.unique(t_all) if fitted[0] <= t <= fitted[-1]])
+    observed = _observed_times(adata, key, t_all)
     time_values = pd.Series(adata.obs[params["time_key"]].to_numpy(), index=adata.obs_names)
+    if method == "descendants":
+        gen = make_rng(rng)
+        sigma2, _ = _descendant_noise(model, [x_all[np.isclose(t_all, t)] for t in observed], observed, sigma, gen,
+                                      stacklevel=2)
     out = {}
-    for t1, t2 in zip(observed[:-1], observed[1:]):
+    for t1, t2 in itertools.pairwise(observed):
         src, tgt = np.isclose(t_all, t1), np.isclose(t_all, t2)
-        pos, logw = model.trajectory(x_all[src], [t1, t2], stochastic=False)
-        k = min(n_neighbors, int(tgt.sum()))
-        dist, nbr = NearestNeighbors(n_neighbors=k).fit(x_all[tgt]).kneighbors(pos[-1])
-        bw = np.median(dist[:, min(1, k - 1)]) + 1e-12
-        vals = np.exp(-((dist / bw) ** 2) / 2)
-        vals /= vals.sum(axis=1, keepdims=True)
-        w = np.exp(logw[-1] - logw[-1].max())
-        vals *= (w / w.mean())[:, None]
-        vals[vals < threshold * vals.max(axis=1, keepdims=True)] = 0
-        rows = np.repeat(np.arange(len(pos[-1])), k)
-        mat = sp.csr_matrix((vals.ravel(), (rows, nbr.ravel())), shape=(int(src.sum()), int(tgt.sum())))
+        if method == "descendants":
+            chain, masses, _ = _descendant_chain(model, x_all, t_all, np.array([t1, t2]), sigma2, gen)
+            mat = chain[0].multiply(masses[0][:, None]).tocsr()
+            for step, mass in zip(chain[1:], masses[1:]):
+                mat = (mat @ sp.diags(mass) @ step).tocsr()
+            cut = threshold * mat.max(axis=1).toarray().ravel()
+            mat.data[mat.data < np.repeat(cut, np.diff(mat.indptr))] = 0
+        else:
+            pos, logw = model.trajectory(x_all[src], [t1, t2], stochastic=False)
+            k = min(n_neighbors, int(tgt.sum()))
+            dist, nbr = NearestNeighbors(n_neighbors=k).fit(x_all[tgt]).kneighbors(pos[-1])
+            bw = np.median(dist[:, min(1, k - 1)]) + 1e-12
+            vals = np.exp(-((dist / bw) ** 2) / 2)
+            vals /= vals.sum(axis=1, keepdims=True)
+            w = np.exp(logw[-1] - logw[-1].max())
+            vals *= (w / w.mean())[:, None]
+            vals[vals < threshold * vals.max(axis=1, keepdims=True)] = 0
+            rows = np.repeat(np.arange(len(pos[-1])), k)
+            mat = sp.csr_matrix((vals.ravel(), (rows, nbr.ravel())), shape=(int(src.sum()), int(tgt.sum())))
         mat.eliminate_zeros()
-        key_t = tuple(v.item() if isinstance(v, np.generic) else v for v in (time_values[src].iloc[0], time_values[tgt].iloc[0]))
+        ends = (time_values[src].iloc[0], time_values[tgt].iloc[0])
+        key_t = tuple(v.item() if isinstance(v, np.generic) else v for v in ends)
         out[key_t] = AnnData(
             X=mat,
             obs=pd.DataFrame(index=adata.obs_names[src]),

@@ -1,0 +1,188 @@
+"""Fate probabilities against known fates, against lineage tracing, and their speed.
+
+Rows (one fit per system with scam's defaults: ``growth='learn'``, ``sigma=0``):
+
+- ``double_well``: a noisy double well (``scam.datasets.simulate('double_well')``, 1,000 cells per
+  snapshot at t = 0, 0.5, 1, 2; fate of each start cell from 1,000 simulated continuations): Pearson,
+  expected calibration error (10 bins), Brier / Bayes score, share of cells at exactly 0 or 1;
+- ``branching``: a deterministic branching (fates certain): AUROC;
+- methods: ``descendants`` (scam's default), ``push`` (the former single-push estimator), ``static``
+  (share of the nearest 200 target-time cells of each start cell, no dynamics) and ``cellrank`` (GPCCA
+  absorption probabilities on ``scam.tl.couplings``; when cellrank is importable);
+- ``larry_subset``: the LARRY subset shipped with scam (``larry_genes``; day 2 -> 6 and 4 -> 6,
+  Neutrophil vs Monocyte, scored against clonal sisters with ``scam.metrics.lineage_agreement``,
+  ``min_sisters=2``; n = cells that qualify);
+- ``speed``: ``fate_probabilities`` of 30,000 early cells (double-well model, 30,000 cells per snapshot).
+
+A reliability diagram of the double well goes to ``benchmarks/output/fates_reliability.png``.
+
+    python benchmarks/fates.py            # seed 0, ~5 min on 2 shared CPU cores
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scanpy as sc
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
+
+import scam
+
+OUT = Path(__file__).parent / "output"
+
+
+def static(adata, t0, t1, groupby, group, k=200):
+    t = adata.obs["time"].to_numpy()
+    x = adata.obsm["X_pca"]
+    lab = adata.obs[groupby].astype(str).to_numpy()[t == t1] == group
+    _, nbr = NearestNeighbors(n_neighbors=min(k, int((t == t1).sum()))).fit(x[t == t1]).kneighbors(x[t == t0])
+    return lab[nbr].mean(axis=1)
+
+
+def cellrank_fates(adata, time_key, groupby, group, t0, t1):
+    import cellrank as cr
+
+    adata = adata.copy()
+    if "connectivities" not in adata.obsp:  # the kernel mixes in the kNN graph (conn_weight)
+        sc.pp.neighbors(adata, use_rep="X_pca", random_state=0)
+    if time_key == "time":  # RealTimeKernel wants categorical times; the couplings take its category values
+        adata.obs["time"] = pd.Categorical(adata.obs["time"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rtk = cr.kernels.RealTimeKernel(adata, time_key=time_key, couplings=scam.tl.couplings(adata))
+        rtk.compute_transition_matrix(self_transitions="all", conn_weight=0.2, threshold="auto")
+        g = cr.estimators.GPCCA(rtk)
+        t = adata.obs[time_key].astype(float).to_numpy()
+        term = np.where(np.isclose(t, t1), adata.obs[groupby].astype(str).to_numpy(), None)
+        g.set_terminal_states(pd.Series(pd.Categorical(term), index=adata.obs_names))
+        g.compute_fate_probabilities()
+    fp = g.fate_probabilities
+    probs = pd.DataFrame(np.asarray(fp), index=adata.obs_names, columns=list(fp.names))
+    return probs.loc[np.isclose(t, t0), group].to_numpy()
+
+
+def known_fates(rows):
+    adata = scam.datasets.simulate("double_well", n_cells=1000, rng=0, n_continuations=1000)
+    t = time.time()
+    scam.tl.action_matching(adata, "time", use_rep="X_pca", rng=0, progress=False)
+    print(f"double well fit: {time.time() - t:.0f} s")
+    truth = np.asarray(adata.uns["simulation"]["truth"]["fate"])
+    preds = {}
+    for method in ("descendants", "push"):
+        t = time.time()
+        tab = scam.tl.fate_probabilities(adata, source_time=0.0, target_time=2.0, groupby="branch", method=method)
+        preds[method] = (tab["right"].to_numpy(), time.time() - t)
+        if method == "descendants":
+            sigma = dict(adata.uns["action_matching_fates"]["params"])
+    t = time.time()
+    preds["static"] = (static(adata, 0.0, 2.0, "branch", "right"), time.time() - t)
+    try:
+        t = time.time()
+        preds["cellrank"] = (cellrank_fates(adata, "time", "branch", "right", 0.0, 2.0), time.time() - t)
+    except Exception as err:  # noqa: BLE001 - optional extra; the row says why it is missing
+        print(f"cellrank skipped: {err!r}")
+    for name, (p, sec) in preds.items():
+        s = scam.metrics.fate_calibration(np.clip(p, 0, 1), truth)
+        rows.append({"system": "double_well", "method": name, "pearson": s["pearson"], "ece": s["ece"],
+                     "brier/bayes": s["brier_ratio"], "certain": s["certain"], "seconds": sec})
+    print(f"double well: sigma estimated {sigma['sigma']:.3f} (true {np.sqrt(0.6):.3f}), r = {sigma['r']:.2f}")
+    reliability(preds, truth)
+    return adata
+
+
+def reliability(preds, truth):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    OUT.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    edges = np.linspace(0, 1, 11)
+    for name, (p, _) in preds.items():
+        b = np.minimum((np.clip(p, 0, 1) * 10).astype(int), 9)
+        xs = [p[b == k].mean() for k in range(10) if (b == k).any()]
+        ys = [truth[b == k].mean() for k in range(10) if (b == k).any()]
+        ax.plot(xs, ys, "o-", label=name)
+    ax.plot(edges, edges, "k--", lw=1, label="calibrated")
+    ax.set_xlabel("predicted P(right well)")
+    ax.set_ylabel("true P(right well), mean per bin")
+    ax.set_title("Double well: reliability (10 bins)")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(OUT / "fates_reliability.png", dpi=120)
+
+
+def branching(rows):
+    adata = scam.datasets.simulate("branching", n_cells=1000, rng=0)
+    scam.tl.action_matching(adata, "time", use_rep="X_pca", rng=0, progress=False)
+    truth = adata.obs.loc[adata.obs["time"] == 0.0, "branch"].astype(str).to_numpy() == "proliferating"
+    preds = {}
+    for method in ("descendants", "push"):
+        t = time.time()
+        tab = scam.tl.fate_probabilities(adata, source_time=0.0, target_time=2.0, groupby="branch", method=method)
+        preds[method] = (tab["proliferating"].to_numpy(), time.time() - t)
+    preds["static"] = (static(adata, 0.0, 2.0, "branch", "proliferating"), 0.0)
+    try:
+        t = time.time()
+        preds["cellrank"] = (cellrank_fates(adata, "time", "branch", "proliferating", 0.0, 2.0), time.time() - t)
+    except Exception as err:  # noqa: BLE001
+        print(f"cellrank skipped: {err!r}")
+    for name, (p, sec) in preds.items():
+        rows.append({"system": "branching", "method": name, "auroc": roc_auc_score(truth, p),
+                     "certain": float(np.mean((p < 1e-9) | (p > 1 - 1e-9))), "seconds": sec})
+
+
+def larry(rows):
+    import scanpy as sc
+
+    adata = scam.datasets.load("larry_genes")
+    sc.pp.log1p(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=1000)
+    sc.pp.pca(adata, n_comps=30, random_state=0)
+    scam.tl.action_matching(adata, "time_info", n_dims=10, rng=0, progress=False)
+    day = adata.obs["time_info"].astype(float).to_numpy()
+    state = adata.obs["state_info"].astype(str).to_numpy()
+    for t0 in (2.0, 4.0):
+        for method in ("descendants", "push"):
+            tab = scam.tl.fate_probabilities(adata, source_time=t0, target_time=6.0, groupby="state_info",
+                                             method=method)
+            neu, mo = tab.get("Neutrophil", 0), tab.get("Monocyte", 0)
+            tot = np.asarray(neu + mo, float)
+            bias = np.where(tot > 0, np.asarray(neu, float) / np.where(tot > 0, tot, 1), 0.5)
+            early = day == t0
+            keep = early | (day > t0)
+            s = scam.metrics.lineage_agreement(bias, adata.obsm["X_clone"][keep], early[keep], state[keep],
+                                               fate="Neutrophil", others="Monocyte", min_sisters=2)
+            rows.append({"system": f"larry_subset day {t0:g}->6", "method": method, "pearson": s["pearson"],
+                         "auroc": s["auroc"], "n": s["n_scored"],
+                         "certain": float(np.mean((bias < 1e-9) | (bias > 1 - 1e-9)))})
+
+
+def speed(rows, fitted):
+    adata = scam.datasets.simulate("double_well", n_cells=30_000, rng=1, n_continuations=1, times=(0.0, 0.5, 1.0, 2.0))
+    adata.uns["action_matching"] = fitted.uns["action_matching"]
+    t = time.time()
+    scam.tl.fate_probabilities(adata, source_time=0.0, target_time=2.0, groupby="branch")
+    rows.append({"system": "speed 30,000 early cells (x 4 snapshots)", "method": "descendants",
+                 "seconds": time.time() - t})
+
+
+def main():
+    rows = []
+    fitted = known_fates(rows)
+    branching(rows)
+    larry(rows)
+    speed(rows, fitted)
+    table = pd.DataFrame(rows)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

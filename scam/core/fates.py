@@ -1,0 +1,385 @@
+"""Fate probabilities on arrays: where the descendants of a cell go, through a chain of couplings.
+
+A deterministic flow moves a cell to one point; a cell's fate is where its *descendants* go, and they spread.
+Between two consecutive observed times ``t_k < t_{k+1}`` the descendants of a cell ``x`` are spread by a chain
+of short entropic couplings (:func:`descendant_chain`): the gap is cut into steps of length ``h`` whose
+populations are the model's push of the cells of ``t_k``, and consecutive steps are joined with the Gaussian
+kernel ``N(x, C_k h / (t_{k+1} - t_k))`` (a Schrödinger bridge whose reference process is a Brownian motion:
+Sinkhorn scaling lets every cell of the next step receive its share of the descendant mass, and its potentials
+absorb the drift, so the kernel need not be moved by the flow), with row masses the model's descendant masses
+(growth). Short steps matter: one step per gap misses how the drift stretches the noise (near a saddle,
+descendants spread much more than ``sigma^2 dt``). The fate of a cell at ``t_s`` in the groups observed at
+``t_T`` is its absorption probability through the chain of these couplings, each path weighted by its
+descendant mass.
+
+The covariance ``C_k`` is the uncertainty of where descendants go, measured on the data:
+
+- the **diffusion** the snapshots imply (:func:`diffusion_from_potential`): a model without noise learns
+  the probability-flow velocity ``grad s_t = b - sigma^2 / 2 grad log rho_t``; when the drift ``b`` does
+  not change with time, ``s_{t_b} - s_{t_a} = -sigma^2 / 2 (log rho_{t_b} - log rho_{t_a}) + const``, so
+  the potential's change between two observed times, set beside the log-density ratio of the two
+  snapshots (a nearest-neighbour classifier), gives ``sigma^2``; descendants spread by
+  ``sigma^2 h I`` per step;
+- the **model's own error** (:func:`push_residual`): the covariance of the residual between the pushed
+  cells of ``t_k`` and their exact-OT partners among the observed cells of ``t_{k+1}`` (what the flow
+  misses, plus the matching noise of the plan: the resolution at which the data locate a descendant).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ot
+import scipy.sparse as sp
+from sklearn.neighbors import NearestNeighbors
+
+MAX_OT_CELLS = 1500  # cells per side of the exact-OT plan that measures the push residual
+MAX_CLASSIFIER_CELLS = 3000  # cells per snapshot for the log-density ratio
+KERNEL_RADIUS = 3.0  # the kernel keeps neighbours up to this many standard deviations (Mahalanobis)
+MIN_NEIGHBORS, MAX_NEIGHBORS = 32, 512
+N_STEPS = 4  # steps per gap between observed times of the chain of couplings
+MAX_CHAIN_CELLS = 3000  # cells per intermediate population of the chain
+
+
+def _subsample(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(n, m, replace=False)) if n > m else np.arange(n)
+
+
+def push_residual(pushed: np.ndarray, weights: np.ndarray, observed: np.ndarray, *,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Covariance of the residual between pushed cells and their exact-OT partners among observed cells.
+
+    Parameters
+    ----------
+    pushed
+        Cells of ``t_k`` moved by the model to ``t_{k+1}``, ``(n, d)``.
+    weights
+        Their relative descendant masses, ``(n,)`` (ones for balanced models).
+    observed
+        Observed cells of ``t_{k+1}``, ``(m, d)``.
+    rng
+        Generator (subsamples of at most ``MAX_OT_CELLS`` cells per side).
+
+    Returns
+    -------
+    ``(d, d)`` covariance (plan-weighted, about the mean residual: a shift of the whole population is
+    the model's bias, not a spread of descendants).
+    """
+    i = _subsample(len(pushed), MAX_OT_CELLS, rng)
+    j = _subsample(len(observed), MAX_OT_CELLS, rng)
+    a, b = np.asarray(pushed[i], np.float64), np.asarray(observed[j], np.float64)
+    w = np.asarray(weights, np.float64)[i]
+    w = w / w.sum()
+    cost = ot.dist(a, b)
+    plan = ot.emd(w, np.full(len(b), 1.0 / len(b)), cost, numItermax=max(1_000_000, 50 * cost.size))
+    ii, jj = np.nonzero(plan > 0)
+    p = plan[ii, jj] / plan[ii, jj].sum()
+    r = b[jj] - a[ii]
+    r -= p @ r
+    return (r * p[:, None]).T @ r
+
+
+def log_density_ratio(xa: np.ndarray, xb: np.ndarray, at: np.ndarray, *, n_neighbors: int | None = None) -> np.ndarray:
+    """``log rho_b(x) - log rho_a(x)`` at the points ``at``, from a nearest-neighbour classifier.
+
+    The pooled cells of both samples (equal numbers) are searched for the ``n_neighbors`` nearest to each
+    point (default ``sqrt`` of the pooled size); the share ``p`` from ``b`` gives ``logit(p)`` (with half a
+    count added to each side, so that the logit stays finite).
+    """
+    pooled = np.concatenate([xa, xb])
+    label = np.r_[np.zeros(len(xa)), np.ones(len(xb))]
+    k = n_neighbors or max(10, int(np.sqrt(len(pooled))))
+    _, nbr = NearestNeighbors(n_neighbors=k).fit(pooled).kneighbors(at)
+    nb = label[nbr].sum(axis=1)
+    return np.log((nb + 0.5) / (k - nb + 0.5)) - np.log(len(xb) / len(xa))
+
+
+def diffusion_from_potential(potential, xs: list[np.ndarray], times: np.ndarray, *,
+                             rng: np.random.Generator) -> tuple[float, dict]:
+    """The noise ``sigma^2`` that a probability-flow potential implies, if the drift does not change with time.
+
+    For each pair of consecutive observed times the potential's change ``ds = s_{t_b}(x) - s_{t_a}(x)`` and
+    the log-density ratio ``dl`` of the two snapshots are taken at the pooled cells of both; the model
+    ``dl = -2 / sigma^2 ds + c`` (one intercept per pair) is fitted by least squares of ``dl`` on ``ds``
+    (the ratio is the noisy side: as the response it does not bias the slope).
+
+    Parameters
+    ----------
+    potential
+        ``potential(x, t) -> (n,)``, in data units (its gradient is the velocity).
+    xs
+        Observed cells per time, ``(n_k, d)`` each.
+    times
+        The observed times.
+    rng
+        Generator (subsamples of at most ``MAX_CLASSIFIER_CELLS`` cells per snapshot).
+
+    Returns
+    -------
+    ``sigma^2`` (``>= 0``; 0 when the slope has the wrong sign: the snapshots then show no noise that a
+    static drift would explain) and a record (``slope``, ``r`` the correlation of ``ds`` and ``dl``,
+    ``n_pairs``).
+    """
+    ds_all, dl_all = [], []
+    for k in range(len(times) - 1):
+        m = min(len(xs[k]), len(xs[k + 1]), MAX_CLASSIFIER_CELLS)
+        xa = xs[k][_subsample(len(xs[k]), m, rng)]
+        xb = xs[k + 1][_subsample(len(xs[k + 1]), m, rng)]
+        at = np.concatenate([xa, xb])
+        ds = potential(at, times[k + 1]) - potential(at, times[k])
+        dl = log_density_ratio(xa, xb, at)
+        ds_all.append(ds - ds.mean())
+        dl_all.append(dl - dl.mean())
+    ds, dl = np.concatenate(ds_all), np.concatenate(dl_all)
+    var = float(ds @ ds)
+    cov = float(ds @ dl)
+    slope = cov / var if var > 0 else 0.0
+    r = cov / np.sqrt(var * float(dl @ dl)) if var > 0 and dl @ dl > 0 else 0.0
+    sigma2 = -2.0 / slope if slope < 0 else 0.0
+    return sigma2, {"slope": slope, "r": float(r), "n_pairs": len(times) - 1}
+
+
+def diffusion_bound(xs: list[np.ndarray], times: np.ndarray, *, n_steps: int = N_STEPS) -> float:
+    """The largest ``sigma^2`` for which a step of the chain still carries information about where a cell goes.
+
+    By the law of total variance, the spread of one cell's descendants over a step of length ``h`` cannot
+    exceed the spread of the whole population at the step's end; for a short step that spread is
+    ``sigma^2 h`` per dimension, so ``sigma^2 <= tr Cov(x_{k+1}) / (d h)`` for every gap, with
+    ``h = (t_{k+1} - t_k) / n_steps``. A larger noise would make every step's coupling the independent one
+    (each cell's descendants spread like the whole next population): the snapshots contradict it.
+
+    Parameters
+    ----------
+    xs
+        Observed cells per time, ``(n_k, d)`` each.
+    times
+        The observed times, increasing.
+    n_steps
+        Steps per gap of the chain (:func:`descendant_chain`).
+
+    Returns
+    -------
+    The bound on ``sigma^2`` (data units squared per time unit).
+    """
+    d = xs[0].shape[1]
+    bounds = []
+    for k in range(len(times) - 1):
+        h = float(times[k + 1] - times[k]) / n_steps
+        spread = float(np.sum(np.var(np.asarray(xs[k + 1], np.float64), axis=0)))
+        bounds.append(spread / (d * h))
+    return min(bounds)
+
+
+def descendant_noise(potential, xs: list[np.ndarray], times: np.ndarray, *, n_steps: int = N_STEPS,
+                     rng: np.random.Generator) -> tuple[float, dict]:
+    """The noise ``sigma^2`` of the descendants for :func:`descendant_chain`, and how it was chosen.
+
+    :func:`diffusion_from_potential` estimates it under a drift that does not change with time; the
+    estimate is kept when it respects :func:`diffusion_bound` and rejected otherwise (``sigma^2 = 0``:
+    the descendants then spread by the model's own error alone, the push residual). Real differentiation
+    time courses change their drift as cells commit, and there the assumption can give a noise that would
+    spread one cell's descendants wider than the whole next population.
+
+    Parameters
+    ----------
+    potential
+        ``potential(x, t) -> (n,)`` in data units.
+    xs
+        Observed cells per time.
+    times
+        The observed times, increasing.
+    n_steps
+        Steps per gap of the chain.
+    rng
+        Generator (subsamples of the estimate).
+
+    Returns
+    -------
+    ``sigma^2`` and a record: ``sigma``, ``sigma_source`` (``"estimated"`` or ``"rejected"``), the
+    estimate's ``slope``, ``r`` and ``n_pairs``, ``sigma_estimate`` (before the check) and ``sigma_bound``.
+    """
+    sigma2, record = diffusion_from_potential(potential, xs, times, rng=rng)
+    bound = diffusion_bound(xs, times, n_steps=n_steps)
+    kept = sigma2 <= bound
+    record = {"sigma": float(np.sqrt(sigma2)) if kept else 0.0,
+              "sigma_source": "estimated" if kept else "rejected",
+              "sigma_estimate": float(np.sqrt(sigma2)), "sigma_bound": float(np.sqrt(bound)), **record}
+    return (sigma2 if kept else 0.0), record
+
+
+def _whitener(cov: np.ndarray) -> np.ndarray:
+    """``W`` with ``W' W = cov^-1`` (a ridge keeps flat directions finite)."""
+    lam, u = np.linalg.eigh((cov + cov.T) / 2)
+    floor = 1e-6 * max(float(lam.max()), 1e-300)
+    return (u / np.sqrt(np.maximum(lam, floor))).T
+
+
+def kernel_coupling(pushed: np.ndarray, weights: np.ndarray, observed: np.ndarray, cov: np.ndarray, *,
+                    observed_weights: np.ndarray | None = None, n_iter: int = 200,
+                    tol: float = 1e-3) -> sp.csr_matrix:
+    """Row-stochastic matrix of where the descendants of each cell go among the cells of the next time.
+
+    The entropic coupling between the cells ``pushed`` (row masses ``weights``) and the cells
+    ``observed`` (masses ``observed_weights``, uniform by default) with the Gaussian kernel
+    ``exp(-(y - x)' cov^-1 (y - x) / 2)``, truncated to the nearest ``k`` cells of each row, ``k`` the
+    number within ``KERNEL_RADIUS`` standard deviations (Mahalanobis) of the median row of a pilot of
+    rows (at least ``MIN_NEIGHBORS``, at most ``MAX_NEIGHBORS``), scaled by Sinkhorn iterations on the
+    sparse kernel until the column masses are within ``tol`` (total variation) or ``n_iter`` runs; each row is
+    then normalised to 1: the conditional distribution of a cell's descendants.
+
+    Parameters
+    ----------
+    pushed
+        ``(n, d)`` cells at the earlier time.
+    weights
+        ``(n,)`` relative descendant masses.
+    observed
+        ``(m, d)`` cells at the later time.
+    cov
+        ``(d, d)`` covariance of the descendants about the cell's position.
+    observed_weights
+        ``(m,)`` relative masses of the later cells (default uniform: a sample of the later population).
+    n_iter, tol
+        Sinkhorn iterations and tolerance.
+
+    Returns
+    -------
+    ``(n, m)`` CSR matrix, rows summing to 1.
+    """
+    n, m = len(pushed), len(observed)
+    w = _whitener(np.asarray(cov, np.float64))
+    a, b = np.asarray(pushed, np.float64) @ w.T, np.asarray(observed, np.float64) @ w.T
+    tree = NearestNeighbors().fit(b)
+    k_max = min(MAX_NEIGHBORS, m)
+    pilot = a[np.linspace(0, n - 1, min(n, 256)).astype(int)]
+    pdist, _ = tree.kneighbors(pilot, n_neighbors=k_max)
+    need = int(np.median(np.sum(pdist < KERNEL_RADIUS, axis=1)))
+    k = int(min(k_max, max(MIN_NEIGHBORS, 2 ** int(np.ceil(np.log2(max(need, 1)))))))
+    dist, nbr = tree.kneighbors(a, n_neighbors=k)
+    logk = -0.5 * (dist**2 - dist[:, :1] ** 2)  # each row scaled by its largest entry (absorbed by u)
+    kmat = sp.csr_matrix((np.exp(np.maximum(logk, -700.0)).ravel(), nbr.ravel(), np.arange(0, n * k + 1, k)),
+                         shape=(n, m))
+    ra = np.maximum(np.asarray(weights, np.float64), 0.0)
+    ra = ra / ra.sum()
+    cb = np.ones(m) if observed_weights is None else np.maximum(np.asarray(observed_weights, np.float64), 0.0)
+    covered = np.zeros(m, bool)
+    covered[nbr.ravel()] = True
+    cb = np.where(covered, cb, 0.0)
+    cb = cb / cb.sum()
+    kt = kmat.T.tocsr()
+    v = np.where(covered, 1.0, 0.0)
+    for _ in range(n_iter):
+        u = ra / np.maximum(kmat @ v, 1e-300)
+        col = kt @ u
+        if np.abs(v * col - cb).sum() < tol:  # column masses off by less than tol in total variation
+            break
+        v = np.where(covered, cb / np.maximum(col, 1e-300), 0.0)
+    p = kmat @ sp.diags(v)
+    total = np.asarray(p.sum(axis=1)).ravel()
+    return sp.csr_matrix(sp.diags(1.0 / np.where(total > 0, total, 1.0)) @ p)
+
+
+def absorption(chain: list[sp.csr_matrix], onehot: np.ndarray, masses: list[np.ndarray] | None = None) -> np.ndarray:
+    """Absorption probabilities through a chain of row-stochastic matrices into labelled end cells.
+
+    ``chain[0] @ diag(masses[0]) @ chain[1] @ ... @ onehot``, evaluated right to left (a dense
+    ``(cells, groups)`` block at each step); rows are renormalised to sum to 1.
+
+    Parameters
+    ----------
+    chain
+        Row-stochastic matrices ``(n_0, n_1), (n_1, n_2), ...``.
+    onehot
+        ``(n_last, n_groups)``: the group of each end cell (rows may also be distributions).
+    masses
+        Optional relative descendant masses of the intermediate cells (``n_1, ..., n_{last-1}``), so that
+        a path through a proliferating cell counts more than one through a dying cell.
+
+    Returns
+    -------
+    ``(n_0, n_groups)``.
+    """
+    out = np.asarray(onehot, np.float64)
+    for k in range(len(chain) - 1, -1, -1):
+        if masses is not None and k < len(chain) - 1:
+            out = out * np.asarray(masses[k], np.float64)[:, None]
+        out = chain[k] @ out
+    total = out.sum(axis=1, keepdims=True)
+    return out / np.where(total > 0, total, 1.0)
+
+
+def descendant_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, sigma2: float, *,
+                     growth: list[bool] | None = None, n_steps: int = N_STEPS, max_cells: int = MAX_CHAIN_CELLS,
+                     rng: np.random.Generator) -> tuple[list[sp.csr_matrix], list[np.ndarray], list[float]]:
+    """Couplings that carry the descendants of the first snapshot's cells to the last snapshot's cells.
+
+    Each gap ``t_k -> t_{k+1}`` is cut into ``n_steps`` equal steps of length ``h``. Between two steps the
+    population is the model's push of (a subsample of at most ``max_cells``) cells of ``t_k`` (weighted by
+    their descendant mass); at the gap's ends it is the observed cells. Consecutive steps are joined by
+    :func:`kernel_coupling` with the covariance ``sigma2 h I + R_k h / (t_{k+1} - t_k)``, ``R_k`` the
+    gap's :func:`push_residual` (the model's own error, spread over the gap). A chain of short entropic
+    steps between the right marginals converges, as ``h`` shrinks, to the diffusion with noise ``sigma``
+    whose marginals they are (the Sinkhorn potentials of each step supply the drift); a single step per
+    gap misses how the drift stretches or squeezes the noise (e.g. cells near a saddle).
+
+    Parameters
+    ----------
+    trajectory
+        ``trajectory(x, grid) -> (positions, log_weights)`` of the model (``(len(grid), n, d)`` and
+        ``(len(grid), n)``).
+    xs
+        Observed cells per time (all cells of ``xs[0]`` are rows of the first coupling; the last
+        coupling's columns are all cells of ``xs[-1]``; inner snapshots are subsampled).
+    times
+        The observed times, increasing.
+    sigma2
+        Noise ``sigma^2`` (data units squared per time unit).
+    growth
+        Per gap: whether descendant masses count (default all gaps).
+    n_steps
+        Steps per gap.
+    max_cells
+        Cells per intermediate population.
+    rng
+        Generator (subsamples).
+
+    Returns
+    -------
+    The chain (row-stochastic matrices), each matrix's row growth over its step (for :func:`absorption`,
+    ``masses[1:]``) and the trace of ``R_k`` per gap.
+    """
+    d = xs[0].shape[1]
+    chain, masses, resid = [], [], []
+    start = np.asarray(xs[0], np.float64)
+    for k in range(len(times) - 1):
+        span = float(times[k + 1] - times[k])
+        grid = np.linspace(float(times[k]), float(times[k + 1]), n_steps + 1)
+        sub = start if len(start) <= max_cells else start[_subsample(len(start), max_cells, rng)]
+        pos, logw = trajectory(sub, grid)
+        if growth is not None and not growth[k]:
+            logw = np.zeros_like(logw)
+        if sub is start or (growth is not None and not growth[k]):
+            lw_start = logw[1] if sub is start else np.zeros(len(start))
+        else:
+            lw_start = trajectory(start, grid[:2])[1][1]
+        wend = np.exp(logw[-1] - logw[-1].max())
+        r = push_residual(pos[-1], wend, xs[k + 1], rng=rng)
+        resid.append(float(np.trace(r)))
+        last = k == len(times) - 2
+        end = np.asarray(xs[k + 1], np.float64)
+        if not last and len(end) > max_cells:
+            end = end[_subsample(len(end), max_cells, rng)]
+        pts = [start] + [pos[j] for j in range(1, n_steps)] + [end]
+        for j in range(n_steps):
+            h = float(grid[j + 1] - grid[j])
+            cov = sigma2 * h * np.eye(d) + r * (h / span)
+            if j == 0:
+                grow = np.exp(lw_start - lw_start.max())
+                row_mass = grow
+            else:
+                grow = np.exp(logw[j + 1] - logw[j])
+                row_mass = np.exp(logw[j + 1] - logw[j + 1].max())
+            col = np.exp(logw[j + 1] - logw[j + 1].max()) if j < n_steps - 1 else None
+            chain.append(kernel_coupling(pts[j], row_mass, pts[j + 1], cov, observed_weights=col))
+            masses.append(grow / grow.mean())
+        start = end
+    return chain, masses, resid
