@@ -84,7 +84,7 @@ def known_fates(rows):
     try:
         t = time.time()
         preds["cellrank"] = (cellrank_fates(adata, "time", "branch", "right", 0.0, 2.0), time.time() - t)
-    except Exception as err:  # noqa: BLE001 - optional extra; the row says why it is missing
+    except Exception as err:
         print(f"cellrank skipped: {err!r}")
     for name, (p, sec) in preds.items():
         s = scam.metrics.fate_calibration(np.clip(p, 0, 1), truth)
@@ -131,7 +131,7 @@ def branching(rows):
     try:
         t = time.time()
         preds["cellrank"] = (cellrank_fates(adata, "time", "branch", "proliferating", 0.0, 2.0), time.time() - t)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         print(f"cellrank skipped: {err!r}")
     for name, (p, sec) in preds.items():
         rows.append({"system": "branching", "method": name, "auroc": roc_auc_score(truth, p),

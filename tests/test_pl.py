@@ -9,22 +9,22 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
-from matplotlib.contour import QuadContourSet  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.image import AxesImage  # noqa: E402
-from matplotlib.quiver import Quiver  # noqa: E402
+import re
+from pathlib import Path
 
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.contour import QuadContourSet
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.quiver import Quiver
 
-import scam  # noqa: E402
-from scam.pl import _utils as plu  # noqa: E402
-from scam.pl._dynamics import _velocity_field  # noqa: E402
+import scam
+from scam.pl import _utils as plu
+from scam.pl._dynamics import _velocity_field
 
 FAST = dict(network={"hidden": 32}, config={"n_steps": 120, "eval_every": 40}, progress=False)
 TINY = dict(network={"hidden": 16}, config={"n_steps": 40, "eval_every": 20}, progress=False)
@@ -110,7 +110,8 @@ def test_trajectories_default_subset_and_balanced_widths(adata):
 
     b = adata.copy()
     b.uns["action_matching_simulation"] = dict(b.uns["action_matching_simulation"])
-    b.uns["action_matching_simulation"]["log_weights"] = np.zeros_like(b.uns["action_matching_simulation"]["log_weights"])
+    sim = b.uns["action_matching_simulation"]
+    sim["log_weights"] = np.zeros_like(sim["log_weights"])
     fig = scam.pl.trajectories(b, n_paths=10, linewidth=2.0, return_fig=True)
     (lc,) = collections_of(main_axes(fig)[0], LineCollection)
     np.testing.assert_allclose(lc.get_linewidths(), 2.0)  # balanced: no mass encoding
@@ -399,8 +400,8 @@ def test_potential_panels_scale_and_centring(adata):
     assert norms[0] == norms[1]  # one colour scale for all panels
     # set by the values the panels' own cells sit at (2nd-98th percentile, pooled), not by the field
     # extrapolated over the cells of other times
-    at_cells = np.concatenate([model.potential(x[np.isclose(t, tt)], tt) - model.potential(x[np.isclose(t, tt)], tt).mean()
-                               for tt in (0.0, 2.0)])
+    centred = [model.potential(x[np.isclose(t, tt)], tt) for tt in (0.0, 2.0)]
+    at_cells = np.concatenate([s - s.mean() for s in centred])
     lo, hi = np.percentile(at_cells, [2, 98])
     spread = hi - lo
     assert abs(norms[0][0] - lo) < 0.05 * spread and abs(norms[0][1] - hi) < 0.05 * spread, (norms[0], lo, hi)
@@ -528,7 +529,8 @@ def test_growth_errors(adata):
         scam.pl.growth(adata, key="nope")
     b = adata.copy()
     del b.obs["action_matching_growth"]
-    with pytest.raises(KeyError, match=r"lacks `adata.obs\['action_matching_growth'\]`.*Run `scam.tl.action_matching` first"):
+    lacks = r"lacks `adata.obs\['action_matching_growth'\]`.*Run `scam.tl.action_matching` first"
+    with pytest.raises(KeyError, match=lacks):
         scam.pl.growth(b)
     with pytest.raises(ValueError, match="needs `groupby=`"):
         scam.pl.growth(adata, panels=["groups"])
@@ -576,7 +578,8 @@ def test_wasserstein_options_and_kwargs(adata):
     (ax,) = main_axes(fig)
     assert "W2" in ax.get_ylabel()
     means = [c.lines[0].get_ydata()[0] for c in ax.containers]
-    expected = [df.loc[(df["method"] == m) & (df["metric"] == "w2"), "value"].mean() for m in ["ot_interpolation", "scam"]]
+    w2 = df["metric"] == "w2"
+    expected = [df.loc[(df["method"] == m) & w2, "value"].mean() for m in ["ot_interpolation", "scam"]]
     np.testing.assert_allclose(means, expected)
     fig = scam.pl.wasserstein(adata, hatch="//", values=False, return_fig=True)
     (ax,) = main_axes(fig)

@@ -109,7 +109,8 @@ def test_default_fit_records_its_decisions(branching):
     adata.obs["prior"] = np.where(adata.obs["branch"] == "proliferating", 0.8, -0.6)
     before = snapshot(adata)
     with pytest.raises(ValueError, match="coupling='uot'"):
-        scam.tl.action_matching(adata, "day", growth="prior", **{**FAST, "config": {**FAST["config"], "coupling": "uot"}})
+        config = {**FAST["config"], "coupling": "uot"}
+        scam.tl.action_matching(adata, "day", growth="prior", **{**FAST, "config": config})
     assert_untouched(adata, before)
 
 

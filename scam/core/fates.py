@@ -19,10 +19,13 @@ The covariance ``C_k`` is the uncertainty of where descendants go, measured on t
   not change with time, ``s_{t_b} - s_{t_a} = -sigma^2 / 2 (log rho_{t_b} - log rho_{t_a}) + const``, so
   the potential's change between two observed times, set beside the log-density ratio of the two
   snapshots (a nearest-neighbour classifier), gives ``sigma^2``; descendants spread by
-  ``sigma^2 h I`` per step;
+  ``sigma^2 h I`` per step. The estimate is kept only where the snapshots allow it
+  (:func:`descendant_noise`, :func:`diffusion_bound`): differentiating cells change their drift with
+  time, and there the assumption can imply a noise wider than the populations themselves;
 - the **model's own error** (:func:`push_residual`): the covariance of the residual between the pushed
   cells of ``t_k`` and their exact-OT partners among the observed cells of ``t_{k+1}`` (what the flow
-  misses, plus the matching noise of the plan: the resolution at which the data locate a descendant).
+  misses, plus the matching noise of the plan: the resolution at which the data locate a descendant),
+  added at every step.
 """
 
 from __future__ import annotations
@@ -315,8 +318,10 @@ def descendant_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, sigma2
     Each gap ``t_k -> t_{k+1}`` is cut into ``n_steps`` equal steps of length ``h``. Between two steps the
     population is the model's push of (a subsample of at most ``max_cells``) cells of ``t_k`` (weighted by
     their descendant mass); at the gap's ends it is the observed cells. Consecutive steps are joined by
-    :func:`kernel_coupling` with the covariance ``sigma2 h I + R_k h / (t_{k+1} - t_k)``, ``R_k`` the
-    gap's :func:`push_residual` (the model's own error, spread over the gap). A chain of short entropic
+    :func:`kernel_coupling` with the covariance ``sigma2 h I + R_k``, ``R_k`` the gap's
+    :func:`push_residual`: the resolution at which the model and the data locate a descendant, which does
+    not shrink with the step (a narrower kernel makes each step an exact matching between finite samples,
+    and a chain of those is decided by which cells happen to be sampled). A chain of short entropic
     steps between the right marginals converges, as ``h`` shrinks, to the diffusion with noise ``sigma``
     whose marginals they are (the Sinkhorn potentials of each step supply the drift); a single step per
     gap misses how the drift stretches or squeezes the noise (e.g. cells near a saddle).
@@ -351,7 +356,6 @@ def descendant_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, sigma2
     chain, masses, resid = [], [], []
     start = np.asarray(xs[0], np.float64)
     for k in range(len(times) - 1):
-        span = float(times[k + 1] - times[k])
         grid = np.linspace(float(times[k]), float(times[k + 1]), n_steps + 1)
         sub = start if len(start) <= max_cells else start[_subsample(len(start), max_cells, rng)]
         pos, logw = trajectory(sub, grid)
@@ -371,7 +375,7 @@ def descendant_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, sigma2
         pts = [start] + [pos[j] for j in range(1, n_steps)] + [end]
         for j in range(n_steps):
             h = float(grid[j + 1] - grid[j])
-            cov = sigma2 * h * np.eye(d) + r * (h / span)
+            cov = sigma2 * h * np.eye(d) + r
             if j == 0:
                 grow = np.exp(lw_start - lw_start.max())
                 row_mass = grow

@@ -11,11 +11,18 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.lines import Line2D
 
-from ._dynamics import _lighten
 from ..tl._utils import DEFAULT_KEY, fit_embedding
+from ._dynamics import _lighten
 from ._utils import (
-    KEY_MARKER_SIZE, PROBABILITY_CMAP, axis_labels, category_colors, finish, make_axes, point_size,
-    resolve_basis, time_point,
+    KEY_MARKER_SIZE,
+    PROBABILITY_CMAP,
+    axis_labels,
+    category_colors,
+    finish,
+    make_axes,
+    point_size,
+    resolve_basis,
+    time_point,
 )
 
 #: Cells that are neither at ``source_time`` nor at ``target_time``: lighter than the lightest
@@ -193,7 +200,9 @@ def fate(
     else:
         probs = np.asarray(table, dtype=float)
     if probs.ndim != 2 or probs.shape[1] != len(all_groups):
-        raise ValueError(f"`adata.obsm[{key!r}]` has {probs.shape[-1]} columns but {len(all_groups)} groups are recorded.")
+        raise ValueError(
+            f"`adata.obsm[{key!r}]` has {probs.shape[-1]} columns but {len(all_groups)} groups are recorded."
+        )
     shown = all_groups if groups is None else [str(g) for g in np.atleast_1d(np.asarray(groups, dtype=object))]
     unknown = [g for g in shown if g not in all_groups]
     if unknown:
