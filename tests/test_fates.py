@@ -208,8 +208,8 @@ def test_double_well_fates_against_truth(double_well_fit):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured ECE 0.063 with defaults (target 0.05; 0.029 with the true sigma): "
-                   "the estimated noise (0.61) is below the true one (0.77)")
+@pytest.mark.xfail(strict=True, reason="measured ECE 0.059 with defaults (target 0.05): the estimated noise "
+                   "(0.56) is below the true one (0.77)")
 def test_double_well_fates_calibrated(double_well_fit):
     adata = double_well_fit
     table = scam.tl.fate_probabilities(adata, source_time=0.0, target_time=2.0, groupby="branch")

@@ -302,7 +302,7 @@ def split_times_by_rounding(adata):
         (None, {"n_dims": 7}, ValueError, "n_dims"),
         (None, {"growth": "nope"}, KeyError, "score_growth"),
         (None, {"config": {"sigma": 1.0}}, ValueError, "not inside `config`"),
-        # issue 18: inputs that used to slip through
+        # inputs that once slipped through unchecked
         (None, {"key_added": "am/v1"}, ValueError, "without '/'"),
         (None, {"growth_weight": float("nan")}, ValueError, "growth_weight"),
         (None, {"n_dims": 2.5}, TypeError, "n_dims"),
