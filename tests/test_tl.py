@@ -278,8 +278,11 @@ def test_couplings_shape_for_cellrank(fitted):
         centre = d @ x[tgt] / d.sum(axis=1, keepdims=True)
         gap = np.linalg.norm(centre - pos, axis=1).mean()
         assert gap < 0.5 * np.linalg.norm(x[tgt][::-1][: len(pos)] - pos, axis=1).mean(), gap
-        np.testing.assert_allclose(d.sum(axis=1), w / w.mean(), rtol=0.2)
-        assert np.corrcoef(d.sum(axis=1), w)[0, 1] > 0.9
+        rows, single = d.sum(axis=1), w / w.mean()
+        assert np.corrcoef(rows, single)[0, 1] > 0.9
+        assert rows.mean() == pytest.approx(1.0, rel=0.05)
+        # averaging over the paths the descendants spread along pulls the rows towards the mean
+        assert rows.std() <= single.std()
 
 
 def set_obs(adata, column, values):
