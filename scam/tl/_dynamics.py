@@ -474,6 +474,8 @@ def couplings(
             mat = chain[0].multiply(masses[0][:, None]).tocsr()
             for step, mass in zip(chain[1:], masses[1:]):
                 mat = (mat @ sp.diags(mass) @ step).tocsr()
+            mat = mat / np.asarray(mat.sum(axis=1)).mean()  # relative descendant masses: mean 1, as with "push"
+            mat = sp.csr_matrix(mat)
             cut = threshold * mat.max(axis=1).toarray().ravel()
             mat.data[mat.data < np.repeat(cut, np.diff(mat.indptr))] = 0
         else:
