@@ -25,6 +25,7 @@ import time
 import warnings
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
@@ -47,15 +48,20 @@ def static(adata, t0, t1, groupby, group, k=200):
 def cellrank_fates(adata, time_key, groupby, group, t0, t1):
     import cellrank as cr
 
-    adata = adata.copy()
-    if "connectivities" not in adata.obsp:  # the kernel mixes in the kNN graph (conn_weight)
-        sc.pp.neighbors(adata, use_rep="X_pca", random_state=0)
+    if adata.X is None:  # CellRank's estimators read X's shape and dtype: give them the embedding
+        adata = ad.AnnData(X=np.asarray(adata.obsm["X_pca"], dtype=np.float32), obs=adata.obs.copy(),
+                           obsm=dict(adata.obsm), uns=dict(adata.uns))
+    else:
+        adata = adata.copy()
     if time_key == "time":  # RealTimeKernel wants categorical times; the couplings take its category values
         adata.obs["time"] = pd.Categorical(adata.obs["time"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rtk = cr.kernels.RealTimeKernel(adata, time_key=time_key, couplings=scam.tl.couplings(adata))
-        rtk.compute_transition_matrix(self_transitions="all", conn_weight=0.2, threshold="auto")
+        # within a time point the kernel mixes in a kNN graph it builds per time point (conn_weight): on the
+        # embedding (the simulated AnnData has no X)
+        rtk.compute_transition_matrix(self_transitions="all", conn_weight=0.2, threshold="auto",
+                                      conn_kwargs={"use_rep": "X_pca"})
         g = cr.estimators.GPCCA(rtk)
         t = adata.obs[time_key].astype(float).to_numpy()
         term = np.where(np.isclose(t, t1), adata.obs[groupby].astype(str).to_numpy(), None)
@@ -139,7 +145,6 @@ def branching(rows):
 
 
 def larry(rows):
-    import scanpy as sc
 
     adata = scam.datasets.load("larry_genes")
     sc.pp.log1p(adata)
