@@ -29,11 +29,12 @@ def fate_calibration(predicted, truth, *, n_bins: int = 10) -> dict:
 
     Returns
     -------
-    dict with ``pearson``; ``ece`` (expected calibration error: ``sum_b n_b / n |mean predicted_b - mean
-    truth_b|``); ``brier`` (the expected Brier score ``mean((p - q)^2) + mean(q (1 - q))`` of the
-    predictions against outcomes drawn with the true probabilities), ``bayes`` (``mean(q (1 - q))``: the
-    Brier score of the truth itself, the best possible) and ``brier_ratio`` (``brier / bayes``);
-    ``certain`` (share of predictions at exactly 0 or 1, within ``1e-9``).
+    dict
+        ``pearson``; ``ece`` (expected calibration error, ``sum_b n_b / n * abs(mean predicted_b - mean truth_b)``
+        over the bins ``b``); ``brier`` (the expected Brier score ``mean((p - q)^2) + mean(q (1 - q))`` of the
+        predictions against outcomes drawn with the true probabilities), ``bayes`` (``mean(q (1 - q))``: the
+        Brier score of the truth itself, the best possible) and ``brier_ratio`` (``brier / bayes``);
+        ``certain`` (share of predictions at exactly 0 or 1, within ``1e-9``).
     """
     p, q = _as_1d(predicted, "predicted"), _as_1d(truth, "truth")
     if p.shape != q.shape or len(p) < 2:
