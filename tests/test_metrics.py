@@ -118,7 +118,7 @@ def test_max_cells_keeps_weights_consistent():
 def test_non_convergence_warns(clouds):
     x, y = clouds
     with pytest.warns(UserWarning, match="numItermax"):
-        wasserstein(x, y, _num_itermax=5)
+        wasserstein(x, y, num_itermax=5)
 
 
 def test_no_warning_when_converged(clouds):

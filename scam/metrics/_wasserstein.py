@@ -26,7 +26,7 @@ def wasserstein(
     b=None,
     max_cells: int | None = None,
     rng: int | np.random.Generator | None = 0,
-    _num_itermax: int | None = None,
+    num_itermax: int | None = None,
 ) -> float:
     """Exact Wasserstein-``p`` distance between two (weighted) point clouds.
 
@@ -50,6 +50,9 @@ def wasserstein(
         solver needs an ``n x m`` cost matrix, so this bounds memory (``8 n m`` bytes) and time.
     rng
         Seed or :class:`numpy.random.Generator` for the subsampling (no global seeding).
+    num_itermax
+        Iteration cap of the network simplex; default ``max(1e7, 10 n m)``, enough to reach the exact
+        solution (a lower cap warns and returns an upper bound).
 
     Returns
     -------
@@ -81,7 +84,7 @@ def wasserstein(
     xa, ya, wa, wb = prepare(x, y, a, b, max_cells, rng)
     metric = "euclidean" if p == 1 else "sqeuclidean"
     cost = ot.dist(xa, ya, metric=metric)
-    num_itermax = _num_iter_max(xa.shape[0], ya.shape[0]) if _num_itermax is None else int(_num_itermax)
+    num_itermax = _num_iter_max(xa.shape[0], ya.shape[0]) if num_itermax is None else int(num_itermax)
     with warnings.catch_warnings():
         # POT warns on its own; we re-issue one clearer warning below from the log.
         warnings.filterwarnings("ignore", message="numItermax reached", category=UserWarning)
