@@ -157,12 +157,18 @@ def _observed_times(adata, key, t_all):
     return np.array([t for t in np.unique(t_all) if fitted[0] <= t <= fitted[-1]])
 
 
-def _descendant_noise(model, xs, times, sigma, rng, stacklevel):
-    """``sigma^2`` of the descendants (given, or estimated from the fit and checked against the snapshots) and
-    the record of how it was chosen; warns, at the caller's line, when the estimate is rejected."""
+def _snapshots(x_all, t_all, times):
+    """The cells observed at each of ``times``."""
+    return [x_all[np.isclose(t_all, t)] for t in times]
+
+
+def _descendant_noise(model, x_all, t_all, times, sigma, rng, stacklevel):
+    """``sigma^2`` of the descendants (given, or estimated from the fit over the snapshots at ``times`` and
+    checked against them) and the record of how it was chosen; warns, at the caller's line, when the estimate
+    is rejected."""
     if sigma is not None:
         return float(sigma) ** 2, {"sigma": float(sigma), "sigma_source": "given"}
-    sigma2, record = _fates.descendant_noise(model.potential, xs, times, rng=rng)
+    sigma2, record = _fates.descendant_noise(model.potential, _snapshots(x_all, t_all, times), times, rng=rng)
     if record["sigma_source"] == "rejected":
         warnings.warn(
             f"The noise the fitted potential implies (sigma = {record['sigma_estimate']:.3g}) would spread one "
@@ -175,12 +181,11 @@ def _descendant_noise(model, xs, times, sigma, rng, stacklevel):
 def _descendant_chain(model, x_all, t_all, times, sigma2, rng):
     """Couplings between consecutive observed ``times`` (see :mod:`scam.core.fates`) with noise ``sigma2``,
     the descendant masses of the cells at each step, and the record of the chain."""
-    xs = [x_all[np.isclose(t_all, t)] for t in times]
-
     def trajectory(x, grid):
         return model.trajectory(x, grid, stochastic=False)
 
-    chain, masses, resid = _fates.descendant_chain(trajectory, xs, times, sigma2, rng=rng)
+    chain, masses, resid = _fates.descendant_chain(trajectory, _snapshots(x_all, t_all, times), times, sigma2,
+                                                   rng=rng)
     return chain, masses, {"n_steps": _fates.N_STEPS, "residual_variance": resid}
 
 
@@ -207,8 +212,9 @@ def fate_probabilities(
     ``N_STEPS`` steps whose populations are the model's push of the gap's first cells (the observed cells at
     the gap's ends), and from each step to the next a cell's descendants spread with a Gaussian kernel of
     covariance ``sigma^2 h`` (``sigma``: the noise the fitted potential implies if the drift does not change
-    with time, or the ``sigma`` given) plus the gap's share of the covariance of the residual between the
-    model's pushed cells and their exact-OT partners (the model's own error and the resolution of the data).
+    with time, kept only where the snapshots allow it, or the ``sigma`` given) plus the covariance of the
+    residual between the model's pushed cells and their exact-OT partners (the model's own error and the
+    resolution of the data), added at every step.
     Row masses are the model's descendant masses (growth). The fate is the absorption probability into the
     groups at ``target_time``: graded wherever descendants can go several ways, certain only where the data
     say so.
@@ -282,10 +288,9 @@ def fate_probabilities(
     record = {"key": key, "source_time": float(source_time), "target_time": float(target_time),
               "groupby": groupby, "method": method}
     if method == "descendants":
-        times = np.array([t for t in np.unique(t_all) if float(source_time) - 1e-9 <= t <= float(target_time) + 1e-9])
         observed = _observed_times(adata, key, t_all)
-        sigma2, noise = _descendant_noise(model, [x_all[np.isclose(t_all, t)] for t in observed], observed, sigma,
-                                          rng, stacklevel=2)
+        times = observed[(observed >= float(source_time) - 1e-9) & (observed <= float(target_time) + 1e-9)]
+        sigma2, noise = _descendant_noise(model, x_all, t_all, observed, sigma, rng, stacklevel=2)
         chain, masses, extra = _descendant_chain(model, x_all, t_all, times, sigma2, rng)
         onehot = np.zeros((int(tgt.sum()), len(groups)))
         onehot[np.arange(len(codes)), codes] = 1.0
@@ -464,8 +469,7 @@ def couplings(
     time_values = pd.Series(adata.obs[params["time_key"]].to_numpy(), index=adata.obs_names)
     if method == "descendants":
         gen = make_rng(rng)
-        sigma2, _ = _descendant_noise(model, [x_all[np.isclose(t_all, t)] for t in observed], observed, sigma, gen,
-                                      stacklevel=2)
+        sigma2, _ = _descendant_noise(model, x_all, t_all, observed, sigma, gen, stacklevel=2)
     out = {}
     for t1, t2 in itertools.pairwise(observed):
         src, tgt = np.isclose(t_all, t1), np.isclose(t_all, t2)
