@@ -79,8 +79,12 @@ def test_diffusion_from_potential_on_brownian_motion():
         return -sigma2 / 2 * (-np.sum(x**2, axis=1) / (2 * v) - np.log(v))
 
     est, rec = F.diffusion_from_potential(potential, xs, times, rng=rng)
-    # the nearest-neighbour ratio is a local average, which flattens the log-ratio: measured 0.70 for 0.5
-    assert est == pytest.approx(sigma2, rel=0.5), rec
+    # midpoints of the two gaps, geometric-mean slope: measured 0.56-0.59 for 0.5 (seeds 0-2)
+    assert est == pytest.approx(sigma2, rel=0.25), rec
+    assert rec["noise_times"] == "gap midpoints" and rec["n_pairs"] == 1
+    # two snapshots: the potential at the snapshot times
+    est2, rec2 = F.diffusion_from_potential(potential, xs[:2], times[:2], rng=rng)
+    assert est2 == pytest.approx(sigma2, rel=0.25) and rec2["noise_times"] == "snapshot times", rec2
     assert rec["r"] < -0.5
     # a potential that does not change has no noise to explain
     est0, _ = F.diffusion_from_potential(lambda x, t: np.sum(x**2, axis=1), xs, times, rng=rng)
@@ -208,11 +212,14 @@ def test_double_well_fates_against_truth(double_well_fit):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured ECE 0.059 with defaults (target 0.05): the estimated noise "
-                   "(0.56) is below the true one (0.77)")
 def test_double_well_fates_calibrated(double_well_fit):
+    """Expected calibration error (10 bins) <= 0.05 with the estimated noise (measured 0.017-0.040 over
+    seeds 0-3 and 800 / 1,000 cells a snapshot; the noise estimate 0.68-0.84 against the true 0.77)."""
     adata = double_well_fit
     table = scam.tl.fate_probabilities(adata, source_time=0.0, target_time=2.0, groupby="branch")
+    params = adata.uns["action_matching_fates"]["params"]
+    assert params["noise_times"] == "gap midpoints"
+    assert params["sigma"] == pytest.approx(np.sqrt(2 * 0.3), rel=0.25), params
     score = scam.metrics.fate_calibration(table["right"].to_numpy(), adata.uns["simulation"]["truth"]["fate"])
     assert score["ece"] <= 0.05, score
 
