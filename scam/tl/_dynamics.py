@@ -261,7 +261,8 @@ def fate_probabilities(
     ``sigma`` and ``sigma_source`` (``"estimated"``, ``"rejected"`` or ``"given"``), the estimate before
     the check (``sigma_estimate``), the largest noise the snapshots allow (``sigma_bound``), the
     estimate's ``slope`` and ``r``, ``noise_times`` (where the potential was compared: ``"gap midpoints"``
-    with three or more observed times, else ``"snapshot times"``), ``residual_variance`` per gap, ``n_steps`` per gap, and ``times``, the observed times the chain passes through),
+    with three or more observed times, else ``"snapshot times"``), ``residual_variance`` per gap,
+    ``n_steps`` per gap, and ``times``, the observed times the chain passes through),
     ``'groups'``, ``'weights'`` (each source cell's normalised descendant mass; uniform for balanced
     models), and, when ``groupby`` is also defined at ``source_time``, ``'source_groups'`` and
     ``'transition'``: the weighted group-to-group transition matrix (rows: source groups, columns:
