@@ -127,7 +127,8 @@ def diffusion_from_potential(potential, xs: list[np.ndarray], times: np.ndarray,
     times
         The observed times.
     rng
-        Generator (subsamples of at most ``MAX_CLASSIFIER_CELLS`` cells per snapshot).
+        Generator (subsamples of at most ``MAX_CLASSIFIER_CELLS`` cells per snapshot; the classifier takes
+        equal numbers from its two snapshots, the smaller one's).
 
     Returns
     -------
@@ -136,19 +137,16 @@ def diffusion_from_potential(potential, xs: list[np.ndarray], times: np.ndarray,
     ``n_pairs``, ``noise_times``: ``"gap midpoints"`` or ``"snapshot times"``).
     """
     times = np.asarray(times, np.float64)
-    m = min(min(len(x) for x in xs), MAX_CLASSIFIER_CELLS)
-    sub = [x[_subsample(len(x), m, rng)] for x in xs]
-    ds_all, dl_all = [], []
     midpoints = len(times) >= 3
-    for k in range(len(times) - (2 if midpoints else 1)):
-        if midpoints:
-            at = np.concatenate(sub[k:k + 3])
-            ta, tb = (times[k] + times[k + 1]) / 2, (times[k + 1] + times[k + 2]) / 2
-            dl = log_density_ratio(sub[k], sub[k + 2], at) / 2
-        else:
-            at = np.concatenate(sub[k:k + 2])
-            ta, tb = times[k], times[k + 1]
-            dl = log_density_ratio(sub[k], sub[k + 1], at)
+    step = 2 if midpoints else 1  # the classifier compares the snapshots `step` apart
+    cells = [x[_subsample(len(x), MAX_CLASSIFIER_CELLS, rng)] for x in xs]  # where both sides are taken
+    ds_all, dl_all = [], []
+    for k in range(len(times) - step):
+        m = min(len(xs[k]), len(xs[k + step]), MAX_CLASSIFIER_CELLS)  # equal numbers for the classifier
+        xa, xb = xs[k][_subsample(len(xs[k]), m, rng)], xs[k + step][_subsample(len(xs[k + step]), m, rng)]
+        at = np.concatenate(cells[k:k + step + 1])
+        dl = log_density_ratio(xa, xb, at) / step  # at the midpoints: half the ratio two snapshots apart
+        ta, tb = (times[k] + times[k + step - 1]) / 2, (times[k + 1] + times[k + step]) / 2
         ds = potential(at, tb) - potential(at, ta)
         ds_all.append(ds - ds.mean())
         dl_all.append(dl - dl.mean())
