@@ -73,26 +73,33 @@ def cellrank_fates(adata, time_key, groupby, group, t0, t1):
     return probs.loc[np.isclose(t, t0), group].to_numpy()
 
 
+def predictions(adata, group):
+    """P(``group`` at t = 2) of the t = 0 cells of a simulated fit, ``{method: (values, seconds)}``, and the
+    noise record of the default."""
+    preds = {}
+    for method in ("descendants", "push"):
+        t = time.time()
+        tab = scam.tl.fate_probabilities(adata, source_time=0.0, target_time=2.0, groupby="branch", method=method)
+        preds[method] = (tab[group].to_numpy(), time.time() - t)
+        if method == "descendants":
+            noise = dict(adata.uns["action_matching_fates"]["params"])
+    t = time.time()
+    preds["static"] = (static(adata, 0.0, 2.0, "branch", group), time.time() - t)
+    try:
+        t = time.time()
+        preds["cellrank"] = (cellrank_fates(adata, "time", "branch", group, 0.0, 2.0), time.time() - t)
+    except Exception as err:
+        print(f"cellrank skipped: {err!r}")
+    return preds, noise
+
+
 def known_fates(rows):
     adata = scam.datasets.simulate("double_well", n_cells=1000, rng=0, n_continuations=1000)
     t = time.time()
     scam.tl.action_matching(adata, "time", use_rep="X_pca", rng=0, progress=False)
     print(f"double well fit: {time.time() - t:.0f} s")
     truth = np.asarray(adata.uns["simulation"]["truth"]["fate"])
-    preds = {}
-    for method in ("descendants", "push"):
-        t = time.time()
-        tab = scam.tl.fate_probabilities(adata, source_time=0.0, target_time=2.0, groupby="branch", method=method)
-        preds[method] = (tab["right"].to_numpy(), time.time() - t)
-        if method == "descendants":
-            sigma = dict(adata.uns["action_matching_fates"]["params"])
-    t = time.time()
-    preds["static"] = (static(adata, 0.0, 2.0, "branch", "right"), time.time() - t)
-    try:
-        t = time.time()
-        preds["cellrank"] = (cellrank_fates(adata, "time", "branch", "right", 0.0, 2.0), time.time() - t)
-    except Exception as err:
-        print(f"cellrank skipped: {err!r}")
+    preds, sigma = predictions(adata, "right")
     for name, (p, sec) in preds.items():
         s = scam.metrics.fate_calibration(np.clip(p, 0, 1), truth)
         rows.append({"system": "double_well", "method": name, "pearson": s["pearson"], "ece": s["ece"],
@@ -129,17 +136,7 @@ def branching(rows):
     adata = scam.datasets.simulate("branching", n_cells=1000, rng=0)
     scam.tl.action_matching(adata, "time", use_rep="X_pca", rng=0, progress=False)
     truth = adata.obs.loc[adata.obs["time"] == 0.0, "branch"].astype(str).to_numpy() == "proliferating"
-    preds = {}
-    for method in ("descendants", "push"):
-        t = time.time()
-        tab = scam.tl.fate_probabilities(adata, source_time=0.0, target_time=2.0, groupby="branch", method=method)
-        preds[method] = (tab["proliferating"].to_numpy(), time.time() - t)
-    preds["static"] = (static(adata, 0.0, 2.0, "branch", "proliferating"), 0.0)
-    try:
-        t = time.time()
-        preds["cellrank"] = (cellrank_fates(adata, "time", "branch", "proliferating", 0.0, 2.0), time.time() - t)
-    except Exception as err:
-        print(f"cellrank skipped: {err!r}")
+    preds, _ = predictions(adata, "proliferating")
     for name, (p, sec) in preds.items():
         rows.append({"system": "branching", "method": name, "auroc": roc_auc_score(truth, p),
                      "certain": float(np.mean((p < 1e-9) | (p > 1 - 1e-9))), "seconds": sec})
