@@ -116,7 +116,7 @@ def diffusion_from_potential(potential, xs: list[np.ndarray], times: np.ndarray,
     correlation (reduced major axis): regressing ``dl`` on ``ds`` alone is pulled towards 0 by the model's
     error (a large ``sigma``), the reverse by the classifier's noise (a small one); on a simulated double
     well the geometric mean landed within 0.88-1.08x of the true noise where the two regressions gave
-    0.80-1.33x and 0.80-0.93x.
+    0.93-1.33x and 0.80-0.93x.
 
     Parameters
     ----------
