@@ -6,7 +6,7 @@ import copy
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from .losses import ObjectiveConfig, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
 from .noise import snapshot_moments
+from .path_choice import PathChoice, choose_path
 from .paths import PathConfig, SnapshotPath
 from .scaling import Scaling
 
@@ -125,6 +126,12 @@ class TrainConfig:
         for name, cls in _GROUPS.items():
             if not isinstance(getattr(self, name), cls):
                 raise TypeError(f"TrainConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}.")
+        if self.path.path == "graph":
+            if self.objective.sigma > 0:
+                raise ValueError("path='graph' follows deterministic routes; it needs sigma=0 (or path='straight').")
+            if self.path.coupling not in ("auto", "ot", "weighted", "uot"):
+                raise ValueError(f"path='graph' needs a coupling with explicit pairs ('ot', 'weighted' or 'uot'), "
+                                 f"got coupling={self.path.coupling!r}.")
 
     @classmethod
     def from_flat(cls, argument: str = "config", **settings) -> TrainConfig:
@@ -352,6 +359,7 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
                 n_done / max(train_seconds, 1e-9))
     info = {
         "coupling": coupling,
+        "path": path.choice.to_dict(),
         "estimator": loss_kw["estimator"],
         "growth": _growth_label(objective, growth_cfg is not None, bool(unplaced)),
         "growth_evidence": None if path.growth is None else [g.to_dict() for g in path.growth],
@@ -434,8 +442,10 @@ def plan_subsample(xs, log_growth, max_cells: int | None, rng):
     return xs, log_growth
 
 
-def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, config: TrainConfig, rng, progress):
-    """Standardise the snapshots and join them by the couplings (internal units)."""
+def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, config: TrainConfig, rng, progress,
+                choice=None):
+    """Standardise the snapshots and join them by the couplings (internal units), along the path
+    :attr:`PathConfig.path` asks for (``choice``: already chosen)."""
     pc = config.path
     moments = None
     if pc.noise_correction and any(pc.max_cells is not None and len(x) > pc.max_cells for x in xs):
@@ -444,16 +454,44 @@ def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, 
             mean, cov, n = snapshot_moments(x)
             moments.append(((mean - scaling.shift) / scaling.scale, cov / scaling.scale**2, n))
     xs, log_growth = plan_subsample(xs, log_growth, pc.max_cells, rng)
+    internal = [scaling.to_internal(x) for x in xs]
     logger.info("scam: building %s couplings between %d time points (%s cells)", coupling, len(xs),
                 "/".join(str(len(x)) for x in xs))
-    return SnapshotPath(
-        [scaling.to_internal(x) for x in xs], scaling.time_to_internal(times), masses, coupling=coupling,
+    path = SnapshotPath(
+        internal, scaling.time_to_internal(times), masses, coupling=coupling,
         sigma=scaling.sigma_to_internal(config.objective.sigma), ot_reg=pc.ot_reg, reg_m=pc.reg_m,
         max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold,
         noise_correction=pc.noise_correction and config.resolved_estimator() == "pathwise",
-        moments=moments, rng=rng, progress=progress,
+        moments=moments, rng=rng, progress=progress, graph=pc.path == "graph",
         log_growth=None if log_growth is None else [scaling.growth_to_internal(g) for g in log_growth],
     )
+    path.choice = choice or _choose_path(pc, config.objective.sigma, path.changes_mass, internal, times, rng)
+    if path.choice.path == "graph" and not path.graph:  # chosen on the inner time points: rebuild with routes
+        return _build_path(xs, times, masses, log_growth, scaling, coupling,
+                           TrainConfig(replace(pc, path="graph"), config.objective, config.optim), rng, progress,
+                           choice=path.choice)
+    path.pace_spread = path.choice.pace_spread
+    logger.info("scam: %s path (%s)", path.choice.path, path.choice.reason)
+    return path
+
+
+def _choose_path(pc: PathConfig, sigma: float, changes_mass: bool, xs, times, rng) -> PathChoice:
+    """Resolve :attr:`PathConfig.path` (validated on inner time points where asked:
+    :func:`~scam.core.path_choice.choose_path`)."""
+    if pc.path in ("straight", "graph"):
+        return PathChoice(pc.path, 0.0, f"path={pc.path!r}")
+    if pc.path == "asynchronous" and pc.pace_spread is not None:
+        return PathChoice("asynchronous", float(pc.pace_spread), "path='asynchronous' with the given pace_spread")
+    if pc.path == "auto" and sigma > 0:
+        return PathChoice("straight", 0.0, "entropic path (sigma > 0): the Brownian bridge spreads the pairs; straight")
+    # a stream of its own, spawned (not drawn) from the fit's generator; two time points: nothing is drawn
+    stream = rng.spawn(1)[0] if len(xs) >= 3 else rng
+    if pc.path == "asynchronous":
+        return choose_path(xs, times, stream, only="asynchronous")
+    choice = choose_path(xs, times, stream, asynchronous=not changes_mass)
+    if changes_mass:
+        choice.reason += "; asynchronous paths left out: the path changes mass (changes in make-up are left to growth)"
+    return choice
 
 
 def _build_networks(network: PotentialConfig, growth_cfg: PotentialConfig | None, rng) -> torch.nn.ModuleDict:

@@ -15,6 +15,8 @@ from ._readers import read_cite_pcas, read_demo_npz, read_eb_npz, read_h5ad, rea
 from ._registry import RegistryError, get_entry, get_registry, registry_path, validate_registry
 from ._synthetic import (
     SyntheticTimeCourse,
+    arc_transport,
+    asynchronous_transition,
     branching_growth,
     double_well,
     gaussian_geodesic,
@@ -28,6 +30,8 @@ __all__ = [
     "DownloadError",
     "RegistryError",
     "SyntheticTimeCourse",
+    "arc_transport",
+    "asynchronous_transition",
     "branching_growth",
     "default_cache_dir",
     "demo",

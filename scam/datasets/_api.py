@@ -180,12 +180,14 @@ _SIMULATIONS = {
     "ou": _synthetic.ornstein_uhlenbeck,
     "mixture_growth": _synthetic.mixture_growth,
     "double_well": _synthetic.double_well,
+    "asynchronous": _synthetic.asynchronous_transition,
+    "arc": _synthetic.arc_transport,
 }
 
 
 def _h5ad_safe(value):
     if isinstance(value, dict):
-        return {str(k): _h5ad_safe(v) for k, v in value.items() if v is not None}
+        return {str(k): _h5ad_safe(v) for k, v in value.items() if v is not None and not callable(v)}
     if isinstance(value, (list, tuple)):
         if all(isinstance(v, str) for v in value):
             return np.asarray(value, dtype=object).astype(str)
@@ -206,7 +208,9 @@ def simulate(kind: str = "branching", n_cells: int = 1000, *, rng=0, return_trut
         Ornstein-Uhlenbeck process (:func:`~scam.datasets.ornstein_uhlenbeck`); ``"mixture_growth"``:
         a linear growth rate on a population of several states (:func:`~scam.datasets.mixture_growth`);
         ``"double_well"``: cells leaving a saddle into two wells with noise, the fate of every first-snapshot
-        cell known (:func:`~scam.datasets.double_well`).
+        cell known (:func:`~scam.datasets.double_well`); ``"asynchronous"``: one move made by every
+        cell at its own pace (:func:`~scam.datasets.asynchronous_transition`); ``"arc"``: cells
+        travelling half way round a ring (:func:`~scam.datasets.arc_transport`).
     n_cells
         Cells per snapshot.
     rng

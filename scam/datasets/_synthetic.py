@@ -159,6 +159,117 @@ def gaussian_geodesic(
     )
 
 
+def asynchronous_transition(
+    n_cells: int = 1000,
+    *,
+    times=(0.0, 0.5, 1.0),
+    shift=(3.0, 0.0),
+    spread: float = 1.5,
+    rng=0,
+) -> SyntheticTimeCourse:
+    """Cells making the same move, each at its own pace (the asynchronous path of :mod:`scam.core.pace`).
+
+    Every cell starts at ``x_0 ~ N(0, I)`` and ends at ``x_0 + shift``; at time ``t`` in ``[0, 1]`` it
+    is at ``x_0 + u shift`` with ``u = sigmoid(logit(t) + spread z)`` and ``z ~ N(0, 1)`` its own
+    (truncated at +-3, as in :func:`scam.core.pace.pace_warp`). The snapshots at the ends are the
+    two Gaussians, the ones in between are not the W2 geodesic's (``spread = 0``): at one place, cells
+    move at different speeds, so there is no velocity *field* to compare with (``velocity`` raises);
+    the truth is the marginals and ``info['pace_spread']``.
+
+    Parameters
+    ----------
+    n_cells
+        Cells per snapshot (each snapshot is a fresh sample: cells are measured once).
+    times
+        Observation times in ``[0, 1]``.
+    shift
+        The common displacement (its length sets the dimension with the start ``N(0, I)``).
+    spread
+        Standard deviation of the cells' log-odds pace.
+    rng
+        Seed or Generator.
+
+    Returns
+    -------
+    SyntheticTimeCourse
+    """
+    rng = make_rng(rng)
+    shift = np.asarray(shift, float)
+    times = np.asarray(times, float)
+    if np.any(times < 0) or np.any(times > 1):
+        raise ValueError(f"`times` must lie in [0, 1] (the start and the end of the move), got {times.tolist()}.")
+    xs = []
+    for t in times:
+        x0 = rng.standard_normal((n_cells, len(shift)))
+        p = np.clip(t, 1e-9, 1 - 1e-9)
+        z = np.clip(rng.standard_normal(n_cells), -3.0, 3.0)
+        u = 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + spread * z)))
+        xs.append(x0 + u[:, None] * shift)
+
+    def velocity(x, t):
+        raise NotImplementedError("Cells of the asynchronous transition move at different speeds at one place: "
+                                  "there is no velocity field; compare marginals.")
+
+    return SyntheticTimeCourse(
+        xs=xs, times=times, masses=np.ones(len(times)), velocity=velocity,
+        growth_rate=lambda x, t: np.zeros(len(x)), info={"pace_spread": float(spread), "shift": shift},
+    )
+
+
+def arc_transport(
+    n_cells: int = 1000,
+    *,
+    times=(0.0, 0.5, 1.0),
+    radius: float = 3.0,
+    width: float = 0.1,
+    turn: float = np.pi / 2,
+    angle_sd: float = 0.3,
+    rng=0,
+) -> SyntheticTimeCourse:
+    """Cells travelling along an arc of a ring: the straight line between the ends cuts the corner.
+
+    At time ``t`` a cell sits at angle ``pi / 2 + turn (t - 1/2) + a`` (``a ~ N(0, angle_sd^2)``) on
+    a ring of radius ``radius + r`` (``r ~ N(0, width^2)``): the population turns about the origin at
+    angular speed ``turn`` over the top of the ring, from the right (``t = 0``) to the left
+    (``t = 1``); the two ends overlap on the arc between them, and a straight line between coupled
+    cells leaves the ring. ``velocity`` is the cells' own (the rotation ``turn (-y, x)``, not a
+    gradient field: a potential flow reproduces the marginals with another field, so compare
+    marginals, ``info['marginal_sample']``).
+
+    Parameters
+    ----------
+    n_cells
+        Cells per snapshot.
+    times
+        Observation times in ``[0, 1]``.
+    radius, width, turn, angle_sd
+        The ring's radius and thickness, the angle turned from ``t = 0`` to ``t = 1`` and the spread
+        of the cells along the ring.
+    rng
+        Seed or Generator.
+
+    Returns
+    -------
+    SyntheticTimeCourse
+        ``info['marginal_sample'](t, n, rng)`` draws fresh cells at any time.
+    """
+    rng = make_rng(rng)
+    times = np.asarray(times, float)
+
+    def sample(t, n, gen):
+        gen = make_rng(gen)
+        angle = np.pi / 2 + turn * (t - 0.5) + angle_sd * gen.standard_normal(n)
+        r = radius + width * gen.standard_normal(n)
+        return np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1)
+
+    xs = [sample(t, n_cells, rng) for t in times]
+    return SyntheticTimeCourse(
+        xs=xs, times=times, masses=np.ones(len(times)),
+        velocity=lambda x, t: turn * np.stack([-np.asarray(x)[:, 1], np.asarray(x)[:, 0]], axis=1),
+        growth_rate=lambda x, t: np.zeros(len(x)), info={"marginal_sample": sample},
+    )
+
+
 def ornstein_uhlenbeck(
     n_cells: int = 1000,
     *,

@@ -156,13 +156,18 @@ def action_matching(
 
     ``adata.uns[key_added]``
         ``'params'`` (all options, including ``holdout``; what the engine decided: ``coupling``, the
-        coupling used between time points, ``estimator``, and ``growth_fit``: ``'network'``,
+        coupling used between time points, ``estimator``, ``path`` (``'straight'``,
+        ``'asynchronous'`` or ``'graph'``), ``pace_spread`` and ``path_reason`` (why:
+        :mod:`scam.core.path_choice`), and ``growth_fit``: ``'network'``,
         ``'potential'``, ``'none'`` (balanced), ``'none (no evidence)'`` (no gap shows growth beyond pure
         transport: every rate is 0) or ``'none (evidence not placed)'`` (a gap shows growth but every
         cell falls in one compartment, e.g. a time point of a few dozen cells: every rate is 0, with a
         warning)), ``'times'`` (fitted time points),
         ``'scaling'`` (``shift``, ``scale``, ``t_min``, ``t_max``), ``'history'`` (``step``, ``loss``,
-        ``val_loss``), ``'model'`` (config JSON + weight arrays; see :func:`scam.tl.get_model`),
+        ``val_loss``), ``'path_choice'`` (the evidence for the path: ``held_out``, the inner time
+        points held out, ``candidates``, the paths compared, ``ratio``, their held-out W1 relative to
+        the straight path, one row per held-out draw; empty unless ``config={'path': 'auto'}`` with
+        three or more time points), ``'model'`` (config JSON + weight arrays; see :func:`scam.tl.get_model`),
         ``'fit_seconds'``, ``'seconds'`` (per phase: ``plans``, ``training``, ``fields``: the writes to
         ``obs``/``obsm``), and for unbalanced models ``'mass'`` (``times``, ``model``: the model's total
         mass on a time grid relative to the first time point; ``observed_times`` and ``observed`` or
@@ -278,7 +283,8 @@ def action_matching(
             "growth": mode, "growth_key": growth if isinstance(growth, str) and growth in adata.obs else None,
             "sigma": float(sigma), "growth_weight": lam,
             "coupling": model.info["coupling"], "estimator": model.info["estimator"],
-            "growth_fit": model.info["growth"],
+            "growth_fit": model.info["growth"], "path": model.info["path"]["path"],
+            "pace_spread": model.info["path"]["pace_spread"], "path_reason": model.info["path"]["reason"],
             "network": net_cfg.to_dict(),
             "config": train_cfg.to_dict(), "device": str(model.device),
             "rng": int(seed) if isinstance(seed, (int, np.integer)) else "numpy.random.Generator",
@@ -297,6 +303,11 @@ def action_matching(
             **{name: np.array([g[name] for g in gaps], float) for name in ("destroyed", "null", "excess")},
             "threshold": np.array([np.nan if g["threshold"] is None else g["threshold"] for g in gaps], float),
         }
+    choice = model.info["path"]
+    entry["path_choice"] = {"held_out": np.asarray(choice["held_out"], float),
+                            "candidates": np.asarray(choice["candidates"], dtype=str),
+                            "ratio": np.asarray(choice["ratio"], float).reshape(len(choice["ratio"]),
+                                                                                len(choice["candidates"]))}
     if model.info.get("matching_noise") is not None:
         entry["matching_noise"] = np.asarray(model.info["matching_noise"], float)
     if mode != "none":

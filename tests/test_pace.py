@@ -1,0 +1,180 @@
+"""Paths between snapshots: the asynchronous pace, graph routes, the choice on inner time points, the option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import scam
+from scam.core import PathConfig, SnapshotPath, TrainConfig, choose_path, fit, pace_warp
+from scam.core.graph import along, graph_geodesics, route_keys, routes
+from scam.core.pace import PACE_GRID
+from scam.datasets import arc_transport, asynchronous_transition, gaussian_geodesic
+from scam.metrics import wasserstein
+
+
+def test_pace_warp_properties():
+    rng = np.random.default_rng(0)
+    tau = np.full(200_000, 0.3)
+    pos, dpos = pace_warp(tau, 1.5, rng)
+    # the log-odds shift is symmetric: the median pair is where the straight path is
+    assert abs(np.median(pos) - 0.3) < 0.005
+    assert np.all((pos > 0) & (pos < 1)) and np.all(dpos > 0)
+    # speeds are the derivative of the map: finite differences with the same shifts
+    h = 1e-6
+    a, _ = pace_warp(np.full(1000, 0.3 - h), 1.5, np.random.default_rng(1))
+    b, d = pace_warp(np.full(1000, 0.3 + h), 1.5, np.random.default_rng(1))
+    _, d_mid = pace_warp(np.full(1000, 0.3), 1.5, np.random.default_rng(1))
+    np.testing.assert_allclose((b - a) / (2 * h), d_mid, rtol=1e-4)
+    # the ends are the snapshots, and spread 0 is the straight path
+    ends, _ = pace_warp(np.array([0.0, 1.0]), 3.0, rng)
+    np.testing.assert_allclose(ends, [0.0, 1.0], atol=1e-5)
+    same, ones = pace_warp(tau[:10], 0.0, rng)
+    np.testing.assert_array_equal(same, tau[:10])
+    np.testing.assert_array_equal(ones, 1.0)
+
+
+def test_choose_path_finds_asynchrony_and_arcs_and_keeps_geodesics_straight():
+    tc = asynchronous_transition(1500, times=(0.0, 0.5, 1.0), spread=1.5, rng=0)
+    found = choose_path(tc.xs, tc.times, np.random.default_rng(0))
+    assert found.path == "asynchronous" and 1.0 <= found.pace_spread <= 2.0, found.reason  # truth 1.5
+    assert found.candidates == ["straight", *[f"asynchronous {s:g}" for s in PACE_GRID], "graph"]
+    assert found.ratio.shape == (3, len(found.candidates)) and np.all(found.ratio[:, 0] == 1.0)
+    assert found.held_out == [0.5]
+    arc = arc_transport(1000, times=(0.0, 0.5, 1.0), rng=0)
+    on_arc = choose_path(arc.xs, arc.times, np.random.default_rng(0))
+    assert on_arc.path == "graph", on_arc.reason
+    assert on_arc.ratio[:, -1].mean() < 0.5  # the straight path cuts the corner, off the ring
+    geo = gaussian_geodesic(1500, times=(0.0, 0.5, 1.0), rng=0)
+    straight = choose_path(geo.xs, geo.times, np.random.default_rng(0))
+    assert straight.path == "straight" and straight.pace_spread == 0.0, straight.reason
+    two = choose_path(geo.xs[::2], geo.times[::2], np.random.default_rng(0))
+    assert two.path == "straight" and "two time points" in two.reason and two.ratio is None
+    no_async = choose_path(tc.xs, tc.times, np.random.default_rng(0), asynchronous=False, graph=False)
+    assert no_async.candidates == ["straight"] and no_async.path == "straight"
+
+
+def test_graph_routes_follow_the_ring():
+    arc = arc_transport(400, times=(0.0, 1.0), width=0.05, rng=1)
+    x0, x1 = arc.xs
+    cost, pred = graph_geodesics(x0, x1)
+    assert cost.shape == (400, 400) and np.all(np.isfinite(cost))
+    src, tgt = np.arange(0, 400, 7), np.arange(0, 400, 7)
+    union = np.concatenate([x0, x1])
+    ptr, nodes, cum = routes(pred, union, src, tgt, len(x0))
+    key = route_keys(ptr, cum)
+    for pos in (0.0, 0.5, 1.0):
+        a, b, f, share = along(ptr, cum, key, np.arange(len(src)), np.full(len(src), pos))
+        point = (1 - f)[:, None] * union[nodes[a]] + f[:, None] * union[nodes[b]]
+        if pos == 0.0:
+            np.testing.assert_allclose(point, x0[src], atol=1e-12)
+        elif pos == 1.0:
+            np.testing.assert_allclose(point, x1[tgt], atol=1e-12)
+        else:  # half way along the route is on the ring (radius 3), not near its centre
+            radius = np.linalg.norm(point, axis=1)
+            assert np.all(np.abs(radius - 3.0) < 0.3), radius.min()
+    # routes start at their source, end at their target, with fractions rising from 0 to 1
+    np.testing.assert_array_equal(nodes[ptr[:-1]], src)
+    np.testing.assert_array_equal(nodes[ptr[1:] - 1], len(x0) + tgt)
+    assert np.all(np.diff(cum)[np.diff(key) > 0] >= 0) and np.all(cum[ptr[1:] - 1] == 1.0)
+
+
+def test_graph_path_velocity_is_the_derivative_of_its_points():
+    arc = arc_transport(300, times=(0.0, 1.0), rng=2)
+    path = SnapshotPath(arc.xs, np.array([0.0, 1.0]), np.ones(2), coupling="ot", graph=True,
+                        rng=np.random.default_rng(0))
+    u, h = np.linspace(0.05, 0.95, 500), 1e-5
+    x_lo, _, _, _ = path.sample_path(u - h, np.random.default_rng(3))
+    x_hi, _, _, _ = path.sample_path(u + h, np.random.default_rng(3))  # same pairs: same stream
+    _, _, v, _ = path.sample_path(u, np.random.default_rng(3))
+    fd = (x_hi - x_lo).double().numpy() / (2 * h)
+    close = np.linalg.norm(fd - v.double().numpy(), axis=1) <= 1e-2 * np.linalg.norm(v.double().numpy(), axis=1) + 1e-3
+    assert close.mean() > 0.97  # all but the samples whose two points straddle a node of their route
+    with pytest.raises(ValueError, match="sigma=0"):
+        SnapshotPath(arc.xs, np.array([0.0, 1.0]), np.ones(2), coupling="sinkhorn", graph=True, sigma=0.1,
+                     rng=np.random.default_rng(0))
+
+
+def test_asynchronous_path_reproduces_the_process_marginal():
+    """Sampled at an inner time, the asynchronous path between the end snapshots is the true marginal."""
+    tc = asynchronous_transition(2000, times=(0.0, 0.4, 1.0), spread=1.5, rng=1)
+    ends, inner = [tc.xs[0], tc.xs[2]], tc.xs[1]
+    scores = {}
+    for spread in (0.0, 1.5):
+        path = SnapshotPath(ends, np.array([0.0, 1.0]), np.ones(2), coupling="ot", noise_correction=False,
+                            pace_spread=spread, rng=np.random.default_rng(0))
+        x, w, v, _ = path.sample_path(np.full(4000, 0.4), np.random.default_rng(1))
+        scores[spread] = wasserstein(x.numpy(), inner, p=1)
+        assert v is not None and np.all(np.isfinite(v.numpy()))
+    floor = wasserstein(asynchronous_transition(2000, times=(0.4,), spread=1.5, rng=2).xs[0], inner, p=1)
+    assert scores[1.5] < 0.6 * scores[0.0]
+    assert scores[1.5] < 1.5 * floor
+
+
+def test_path_config_checks():
+    with pytest.raises(ValueError, match="Unknown path"):
+        PathConfig(path="curvy")
+    with pytest.raises(ValueError, match="path='asynchronous'"):
+        PathConfig(pace_spread=1.0)
+    with pytest.raises(ValueError, match="> 0"):
+        PathConfig(path="asynchronous", pace_spread=0.0)
+    with pytest.raises(ValueError, match="sigma=0"):
+        TrainConfig.from_flat(path="graph", sigma=0.5)
+    with pytest.raises(ValueError, match="explicit pairs"):
+        TrainConfig.from_flat(path="graph", coupling="sinkhorn")
+    assert TrainConfig.from_flat(path="asynchronous", pace_spread=2.0).path.pace_spread == 2.0
+
+
+@pytest.mark.slow
+def test_auto_path_records_its_choice_and_growth_comes_first():
+    fast = dict(network={"hidden": 32}, config={"n_steps": 200, "eval_every": 50, "path": "auto"}, progress=False,
+                rng=0)
+    adata = scam.datasets.simulate("asynchronous", n_cells=800, rng=0, times=(0.0, 0.5, 1.0), spread=2.0)
+    scam.tl.action_matching(adata, "time", growth=None, **fast)
+    params, choice = adata.uns["action_matching"]["params"], adata.uns["action_matching"]["path_choice"]
+    assert params["path"] == "asynchronous" and params["pace_spread"] > 0, params["path_reason"]
+    assert choice["ratio"].shape == (3, len(choice["candidates"])) and choice["held_out"].tolist() == [0.5]
+    chosen = list(choice["candidates"]).index(f"asynchronous {params['pace_spread']:g}")
+    assert choice["ratio"][:, chosen].mean() < 0.95
+    # where the model grows, a change in make-up is left to growth
+    scam.tl.action_matching(adata, "time", growth={0.0: 1.0, 0.5: 1.5, 1.0: 2.0}, **fast)
+    params = adata.uns["action_matching"]["params"]
+    assert params["path"] == "straight" and "left to growth" in params["path_reason"]
+    assert not any(c.startswith("asynchronous") for c in adata.uns["action_matching"]["path_choice"]["candidates"])
+    scam.tl.action_matching(adata, "time", growth=None, **{**fast, "config": {**fast["config"], "path": "straight"}})
+    params = adata.uns["action_matching"]["params"]
+    assert params["path"] == "straight" and params["pace_spread"] == 0.0
+    # the default is the straight path, without validation
+    scam.tl.action_matching(adata, "time", growth=None, network={"hidden": 32}, config={"n_steps": 50},
+                            progress=False, rng=0)
+    assert adata.uns["action_matching"]["params"]["path_reason"] == "path='straight'"
+    assert adata.uns["action_matching"]["path_choice"]["ratio"].shape == (0, 0)
+
+
+@pytest.mark.slow
+def test_asynchronous_fit_pushes_to_the_inner_marginal():
+    """A model trained on the two end snapshots with the true pace reaches the held-out inner marginal
+    closer than one trained on straight lines."""
+    tc = asynchronous_transition(1500, times=(0.0, 0.5, 1.0), spread=1.5, rng=3)
+    w1 = {}
+    for path, spread in (("straight", None), ("asynchronous", 1.5)):
+        cfg = TrainConfig.from_flat(n_steps=1500, growth_weight=0.0, path=path, pace_spread=spread)
+        model = fit([tc.xs[0], tc.xs[2]], [0.0, 1.0], config=cfg, rng=0, progress=False)
+        pushed = model.push(tc.xs[0], 0.0, 0.5)
+        w1[path] = wasserstein(np.asarray(pushed), tc.xs[1], p=1)
+    assert w1["asynchronous"] < 0.8 * w1["straight"], w1
+
+
+@pytest.mark.slow
+def test_graph_fit_reaches_the_arc_midpoint():
+    """Trained on the two ends of the arc, the graph path's model puts the cells on the ring at mid-time;
+    the straight path's takes them through the empty centre."""
+    arc = arc_transport(800, times=(0.0, 1.0), rng=4)
+    truth = arc.info["marginal_sample"](0.5, 800, 5)
+    w1 = {}
+    for path in ("straight", "graph"):
+        cfg = TrainConfig.from_flat(n_steps=1500, growth_weight=0.0, path=path)
+        model = fit(arc.xs, arc.times, config=cfg, rng=0, progress=False)
+        assert model.info["path"]["path"] == path
+        w1[path] = wasserstein(np.asarray(model.push(arc.xs[0], 0.0, 0.5)), truth, p=1)
+    assert w1["graph"] < 0.5 * w1["straight"], w1
