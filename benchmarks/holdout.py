@@ -52,6 +52,11 @@ CONFIGS = {
     "boundary": {"config": {"estimator": "boundary"}},  # the paper's form, same steps
     "boundary4000": {"config": {"estimator": "boundary", "n_steps": 4000}},  # the default before pathwise
     "pathwise4000": {"config": {"n_steps": 4000}},
+    # paths between snapshots (scam.core.pace, scam.core.graph, scam.core.path_choice)
+    "auto": {"config": {"path": "auto"}},  # chosen on held-out inner training days
+    "asynchronous": {"config": {"path": "asynchronous"}},
+    "graph": {"config": {"path": "graph"}},
+    "balanced_auto": {"growth": None, "config": {"path": "auto"}},
     # plans sized to training: one exact plan per gap instead of 1,000-cell chunks
     "exact_plans": {"config": {"max_plan_size": 10**9, "max_cells": None}},
 }

@@ -39,6 +39,8 @@ CONFIGS = {
     "learn": {"growth": "learn"},  # the default: separate growth network over growth-weighted plans
     "single_potential": {"growth": "learn", "config": {"growth_model": "potential"}},  # the 2026-11-23 default ('uot')
     "learn_ot": {"growth": "learn", "config": {"coupling": "ot"}},
+    "graph": {"config": {"path": "graph"}},  # routes through the neighbour graph of days 2 and 6
+    "asynchronous": {"config": {"path": "asynchronous"}},  # two days: the middle spread of the grid
 }
 
 

@@ -465,7 +465,7 @@ def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, 
         moments=moments, rng=rng, progress=progress, graph=pc.path == "graph",
         log_growth=None if log_growth is None else [scaling.growth_to_internal(g) for g in log_growth],
     )
-    path.choice = choice or _choose_path(pc, config.objective.sigma, path.changes_mass, internal, times, rng)
+    path.choice = choice or _choose_path(pc, config.objective.sigma, coupling, path.changes_mass, internal, times, rng)
     if path.choice.path == "graph" and not path.graph:  # chosen on the inner time points: rebuild with routes
         return _build_path(xs, times, masses, log_growth, scaling, coupling,
                            TrainConfig(replace(pc, path="graph"), config.objective, config.optim), rng, progress,
@@ -475,7 +475,7 @@ def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, 
     return path
 
 
-def _choose_path(pc: PathConfig, sigma: float, changes_mass: bool, xs, times, rng) -> PathChoice:
+def _choose_path(pc: PathConfig, sigma: float, coupling: str, changes_mass: bool, xs, times, rng) -> PathChoice:
     """Resolve :attr:`PathConfig.path` (validated on inner time points where asked:
     :func:`~scam.core.path_choice.choose_path`)."""
     if pc.path in ("straight", "graph"):
@@ -488,7 +488,7 @@ def _choose_path(pc: PathConfig, sigma: float, changes_mass: bool, xs, times, rn
     stream = rng.spawn(1)[0] if len(xs) >= 3 else rng
     if pc.path == "asynchronous":
         return choose_path(xs, times, stream, only="asynchronous")
-    choice = choose_path(xs, times, stream, asynchronous=not changes_mass)
+    choice = choose_path(xs, times, stream, asynchronous=not changes_mass, graph=coupling in ("ot", "weighted", "uot"))
     if changes_mass:
         choice.reason += "; asynchronous paths left out: the path changes mass (changes in make-up are left to growth)"
     return choice
