@@ -58,6 +58,8 @@ COLUMNS = {
     "balanced": {"growth": None},
     "paper AM": {"config": {"growth_model": "potential", "coupling": "ot"}},
     "single potential": {"config": {"growth_model": "potential"}},
+    "auto path": {"config": {"path": "auto"}},  # the path chosen on held-out inner time points
+    "graph path": {"config": {"path": "graph"}},  # routes through the snapshots' neighbour graph
 }
 TEST_BUDGET = {"network": {"hidden": 64}, "config": {"n_steps": 800, "batch_size": 256}}
 TRANSPORT_ROWS = ("reference_2d", "geodesic_d2", "geodesic_d3", "geodesic_d5", "ou")

@@ -101,7 +101,9 @@ def evaluate_holdout(
         time gap) and ``'ot_midpoint'`` (the same, halfway, whatever the times).
     fit_kwargs
         Options of :func:`scam.tl.action_matching` (``growth``, ``sigma``, ``growth_weight``,
-        ``network``, ``config``, ``device``).
+        ``network``, ``config``, ``device``). To compare the paths between snapshots, one call per
+        path with its own ``key_added``: ``{"config": {"path": "graph"}}`` against the default
+        (docs page "Paths between snapshots").
     n_cells
         Subsample each time point to at most this many cells (once, before anything else, the same
         cells for every method); default: all cells.
