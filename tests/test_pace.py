@@ -95,6 +95,29 @@ def test_graph_path_velocity_is_the_derivative_of_its_points():
                      rng=np.random.default_rng(0))
 
 
+@pytest.mark.parametrize("coupling", ["uot", "weighted"])
+def test_graph_routes_with_mass_changing_couplings(coupling):
+    """Destroyed and created cells stay where they are; transported pairs follow their routes; chunks
+    (several exact plans per gap) keep every route's ends at its own pair."""
+    arc = arc_transport(600, times=(0.0, 1.0), rng=5)
+    xs = [arc.xs[0][:300], arc.xs[1]]  # unequal sizes: two chunks of unequal halves
+    path = SnapshotPath(xs, np.array([0.0, 1.0]), np.array([1.0, 1.5]), coupling=coupling, graph=True,
+                        max_plan_size=60_000, rng=np.random.default_rng(0))
+    plan = path.plans[0]
+    assert plan.route_ptr is not None and len(plan.route_ptr) == plan.n_pairs + 1
+    moving = np.ones(plan.n_pairs, bool) if plan.kind is None else plan.kind == 0
+    first, last = plan.route_nodes[plan.route_ptr[:-1]], plan.route_nodes[plan.route_ptr[1:] - 1]
+    np.testing.assert_array_equal(first[moving], plan.src[moving])
+    np.testing.assert_array_equal(last[moving], len(xs[0]) + plan.tgt[moving])
+    x, w, v, w_dot = path.sample_path(np.linspace(0.01, 0.99, 2000), np.random.default_rng(1))
+    assert np.all(np.isfinite(x.numpy())) and np.all(np.isfinite(v.numpy())) and np.all(w.numpy() > 0)
+    if plan.kind is not None:  # a destroyed cell does not move
+        idx = np.nonzero(plan.kind == 1)[0]
+        if len(idx):
+            p, _, dpos, _ = plan.profile(idx, np.full(len(idx), 0.5))
+            assert np.all(p == 0.0) and np.all(dpos == 0.0)
+
+
 def test_asynchronous_path_reproduces_the_process_marginal():
     """Sampled at an inner time, the asynchronous path between the end snapshots is the true marginal."""
     tc = asynchronous_transition(2000, times=(0.0, 0.4, 1.0), spread=1.5, rng=1)
@@ -136,6 +159,11 @@ def test_auto_path_records_its_choice_and_growth_comes_first():
     assert choice["ratio"].shape == (3, len(choice["candidates"])) and choice["held_out"].tolist() == [0.5]
     chosen = list(choice["candidates"]).index(f"asynchronous {params['pace_spread']:g}")
     assert choice["ratio"][:, chosen].mean() < 0.95
+    # cells along an arc: the graph path is chosen, and the fit is built on its routes
+    arc = scam.datasets.simulate("arc", n_cells=600, rng=0)
+    scam.tl.action_matching(arc, "time", growth=None, **fast)
+    assert arc.uns["action_matching"]["params"]["path"] == "graph", arc.uns["action_matching"]["params"]["path_reason"]
+    assert scam.tl.get_model(arc).info["path"]["path"] == "graph"
     # where the model grows, a change in make-up is left to growth
     scam.tl.action_matching(adata, "time", growth={0.0: 1.0, 0.5: 1.5, 1.0: 2.0}, **fast)
     params = adata.uns["action_matching"]["params"]
