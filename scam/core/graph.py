@@ -13,8 +13,8 @@ A pair moves along its route at constant speed (by arc length), so its velocity 
 pathwise estimator takes it as it is. Only gaps whose couplings have explicit pairs (``"ot"``,
 ``"weighted"``, ``"uot"``) can follow routes; the noise correction of straight paths does not apply.
 
-Cost: one Dijkstra search per source cell of each chunk (:attr:`PathConfig.max_plan_size`), about
-1-3 s per 1,000 x 1,000 chunk in a few dimensions.
+Cost: one Dijkstra search per source cell of each chunk (:attr:`PathConfig.max_plan_size`, at most
+:data:`GRAPH_MAX_PLAN` with routes), about 1 s per 1,000 x 1,000 chunk in 2-D.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from scipy.sparse.csgraph import dijkstra
 from sklearn.neighbors import NearestNeighbors
 
 GRAPH_NEIGHBOURS = 15  # neighbours per cell (scanpy's default for the neighbour graph)
+GRAPH_MAX_PLAN = 4_000_000  # largest n_source x n_target chunk with routes (its tables: ~100 MB)
 
 
 def graph_geodesics(x0: np.ndarray, x1: np.ndarray, n_neighbors: int = GRAPH_NEIGHBOURS):

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from .._utils import check_types, logger
 from .distributed import per_gap, rank_and_size
-from .graph import along, graph_geodesics, route_keys, routes
+from .graph import GRAPH_MAX_PLAN, along, graph_geodesics, route_keys, routes
 from .growth import GapGrowth, growth_evidence, growth_factors, tv_unbalanced
 from .noise import MomentCorrection, matching_noise
 from .pace import pace_warp
@@ -322,7 +322,8 @@ def build_plan(
         return SegmentPlan(empty, empty, empty, mass0, empty, empty, independent=(n0, n1))
     if coupling not in COUPLINGS:
         raise ValueError(f"Unknown coupling {coupling!r}; choose one of {COUPLINGS}.")
-    n_chunks = _n_chunks(n0, n1, max_plan_size)
+    # graph routes keep a (sources x all cells) distance and predecessor table per chunk: 12 bytes an entry
+    n_chunks = _n_chunks(n0, n1, min(max_plan_size, GRAPH_MAX_PLAN) if graph else max_plan_size)
     if graph and coupling not in ("ot", "weighted", "uot"):
         raise ValueError(
             f"Graph paths need a coupling with explicit pairs ('ot', 'weighted' or 'uot'), got {coupling!r}."
