@@ -73,20 +73,21 @@ class PathConfig:
         LARRY-130k is the same with either (``benchmarks/README.md``, scale); the matching error the
         smaller chunks add is corrected for (``noise_correction``).
     path
-        How a coupled pair moves through its gap (:mod:`scam.core.pace`): ``"straight"`` (the
-        default: every pair at the same fraction of its straight line), ``"asynchronous"`` (each
-        sampled pair at its own fraction, ``sigmoid(logit(tau) + pace_spread * z)``: cells early and
-        late in the same programme at one time) or ``"auto"``: asynchronous only where holding out
-        inner training time points shows it predicts them better than the straight path by more than
-        twice its standard error (:func:`scam.core.pace.choose_pace`); straight with two time points
-        (nothing to validate on), for entropic paths (``sigma > 0``) and where the path changes mass
-        (a change in make-up is left to growth). Straight is the default because the ground truth
-        asks for it: on a noisy double well ``"auto"`` finds the escape from the saddle asynchronous
-        (held-out W1 0.92x) but the noise then estimated from the potential for fate probabilities
-        falls from 0.68-0.84 to 0.56 (true 0.77); see ``docs/paths.md``. ``"graph"``: pairs follow
-        shortest routes through the neighbour graph of each gap's two snapshots
-        (:mod:`scam.core.graph`), for embeddings where straight lines cross empty space (2-D layouts
-        of branching systems); never chosen by ``"auto"``.
+        How a coupled pair moves through its gap (docs page "Paths between snapshots"): ``"straight"``
+        (the default: every pair at the same fraction of its straight line), ``"graph"`` (pairs
+        coupled on, and moving along, shortest routes through the neighbour graph of the gap's two
+        snapshots: :mod:`scam.core.graph`; for embeddings where straight lines cross empty space,
+        such as 2-D layouts of branching systems), ``"asynchronous"`` (each sampled pair at its own
+        fraction, ``sigmoid(logit(tau) + pace_spread * z)``: :mod:`scam.core.pace`) or ``"auto"``:
+        the candidate (straight, asynchronous spreads, graph) that predicts held-out inner training
+        time points better than the straight path by more than twice its standard error
+        (:func:`scam.core.path_choice.choose_path`); straight with two time points (nothing to
+        validate on) and for entropic paths (``sigma > 0``), asynchronous candidates left out where
+        the path changes mass (a change in make-up is left to growth). Straight is the default
+        because the ground truth asks for it: on a noisy double well ``"auto"`` finds the escape from
+        the saddle asynchronous (held-out W1 0.92x) but the noise then estimated from the potential
+        for fate probabilities falls from 0.68-0.84 to 0.56 (true 0.77), and the graph path bends
+        the Gaussian W2 geodesic (velocity error 0.47).
     pace_spread
         ``path="asynchronous"`` only: the spread of the pairs' log-odds fractions; ``None`` (the
         default) chooses it on held-out inner time points like ``"auto"`` (the best spread of
@@ -340,7 +341,7 @@ def build_plan(
         b = np.full(len(c1), mass1 / len(c1))
         cost = ot.dist(np.asarray(x0[c0], dtype=np.float64), np.asarray(x1[c1], dtype=np.float64))
         plan_cost, pred = (graph_geodesics(x0[c0], x1[c1]) if graph else (cost, None))
-        n_before = sum(len(v) for v in src_l)
+        first_block = len(src_l)  # this chunk's entries are the blocks appended from here on
         if coupling == "uot":
             w2sq = float(np.sum(_dense_plan(plan_cost, a / mass0, b / mass1, "ot", reg, reg_m) * plan_cost))
             plan = tv_unbalanced(a, b, plan_cost, uot_threshold * w2sq)
@@ -369,7 +370,7 @@ def build_plan(
                 rb_l.append(np.zeros(len(src)))
                 kind_l.append(kind)
             if graph:
-                route_l.append(_chunk_routes(pred, x0, x1, c0, c1, src_l, tgt_l, n_before, n0))
+                route_l.append(_chunk_routes(pred, x0, x1, c0, c1, src_l[first_block:], tgt_l[first_block:]))
             continue
         keep = plan > _PRUNE * plan.max() if coupling not in ("ot", "weighted") else plan > 0
         ii, jj = np.nonzero(keep)
@@ -386,7 +387,7 @@ def build_plan(
         rb_l.append(rb)
         kind_l.append(np.zeros(len(ii), dtype=np.int8))
         if graph:
-            route_l.append(_chunk_routes(pred, x0, x1, c0, c1, src_l, tgt_l, n_before, n0))
+            route_l.append(_chunk_routes(pred, x0, x1, c0, c1, src_l[first_block:], tgt_l[first_block:]))
     p = np.concatenate(p_l)
     total = float(p.sum())
     routes_ = _join_routes(route_l) if graph else {}
@@ -402,12 +403,13 @@ def build_plan(
     )
 
 
-def _chunk_routes(pred, x0, x1, c0, c1, src_l, tgt_l, n_before: int, n0: int):
-    """Routes of the entries a chunk added (from entry ``n_before`` on), nodes in gap-wide numbering."""
-    src, tgt = np.concatenate(src_l)[n_before:], np.concatenate(tgt_l)[n_before:]
+def _chunk_routes(pred, x0, x1, c0, c1, src_blocks, tgt_blocks):
+    """Routes of a chunk's entries (its blocks of source and target cells), nodes in gap-wide numbering."""
+    src, tgt = np.concatenate(src_blocks), np.concatenate(tgt_blocks)
+    n0 = len(x0)
     inv0 = np.full(n0, -1)
     inv0[c0] = np.arange(len(c0))
-    inv1 = np.full(int(max(tgt.max(initial=0), c1.max(initial=0))) + 1, -1)
+    inv1 = np.full(len(x1), -1)
     inv1[c1] = np.arange(len(c1))
     union = np.concatenate([np.asarray(x0[c0], np.float64), np.asarray(x1[c1], np.float64)])
     # placeholders (the absent end of a destroyed or created cell) get any route: they do not move
