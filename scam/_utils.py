@@ -56,6 +56,24 @@ def make_rng(rng: int | np.random.Generator | None) -> np.random.Generator:
     raise TypeError(f"`rng` must be an int seed, a numpy Generator or None, got {type(rng).__name__}.")
 
 
+_SIDE_KEY = 2**32 - 1  # spawn-key entry of side streams (children spawned by Generator.spawn count from 0)
+
+
+def side_stream(rng: np.random.Generator, name: int) -> np.random.Generator:
+    """An independent generator derived from ``rng``'s seed without drawing from or spawning it.
+
+    A step that is added to a computation (a decision made before the rest) then leaves every other
+    random stream of the computation, and so its results, as they were. ``name`` tells apart the side
+    streams of one generator. Generators without a seed sequence fall back to ``rng.spawn``.
+    """
+    seq = getattr(rng.bit_generator, "seed_seq", None)
+    if not isinstance(seq, np.random.SeedSequence):
+        return rng.spawn(1)[0]
+    child = np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, _SIDE_KEY, int(name)),
+                                   pool_size=seq.pool_size)
+    return np.random.Generator(type(rng.bit_generator)(child))
+
+
 def check_types(obj, *, ints=(), numbers=(), strings=()) -> None:
     """Type checks of a settings dataclass, before its range checks: a clear ``TypeError`` naming the
     field (``'50'`` for a number, ``2.5`` for a count)."""

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import scam
+from scam._utils import side_stream
 from scam.core import PathConfig, SnapshotPath, TrainConfig, choose_path, fit, pace_warp
-from scam.core.graph import along, graph_geodesics, route_keys, routes
+from scam.core.graph import along, graph_geodesics, leaves_support, off_support_share, route_keys, routes
 from scam.core.pace import PACE_GRID
 from scam.datasets import arc_transport, asynchronous_transition, gaussian_geodesic
 from scam.metrics import wasserstein
@@ -118,6 +119,67 @@ def test_graph_routes_with_mass_changing_couplings(coupling):
             assert np.all(p == 0.0) and np.all(dpos == 0.0)
 
 
+def test_off_support_share_tells_arcs_from_geodesics():
+    """Two samples of one population: about 5% off their support by construction; a Gaussian W2 geodesic
+    (its tails): 10-20%; cells turning along an arc, whose straight lines cut across the ring: nearly all."""
+    rng = np.random.default_rng(0)
+    same = off_support_share(gaussian_geodesic(800, rng=1).xs[0], gaussian_geodesic(800, rng=2).xs[0], rng)
+    geodesic = gaussian_geodesic(800, rng=3)
+    arc = arc_transport(800, times=(0.0, 1.0), rng=4)
+    assert 0.01 <= same <= 0.1, same
+    assert 0.05 <= off_support_share(*geodesic.xs, rng) <= 0.3
+    assert off_support_share(*arc.xs, rng) >= 0.9
+    # a line through the middle of the data stays, one across the empty centre of the ring leaves
+    union = np.concatenate(arc.xs)
+    on_ring = lambda angle: 3.0 * np.array([[np.cos(angle), np.sin(angle)]])  # noqa: E731
+    assert not leaves_support(union, on_ring(np.pi / 2 - 0.1), on_ring(np.pi / 2 + 0.1))[0]
+    assert leaves_support(union, on_ring(np.pi / 4), on_ring(3 * np.pi / 4))[0]
+
+
+def test_graph_routes_only_where_lines_leave_the_data():
+    """Within one population the graph path keeps (nearly) every straight line; on the arc most pairs
+    take routes, and the pairs kept straight are exactly those whose lines stay on the support."""
+    rng = np.random.default_rng(0)
+    blob = [gaussian_geodesic(500, rng=6).xs[0], gaussian_geodesic(500, rng=7).xs[0]]
+    arc = arc_transport(500, times=(0.0, 1.0), rng=8).xs
+    hops = {}
+    for name, xs in (("blob", blob), ("arc", arc)):
+        plan = SnapshotPath(xs, np.array([0.0, 1.0]), np.ones(2), coupling="ot", graph=True, rng=rng).plans[0]
+        n_nodes = np.diff(plan.route_ptr)
+        line = n_nodes == 2
+        off = leaves_support(np.concatenate(xs), xs[0][plan.src], xs[1][plan.tgt])
+        np.testing.assert_array_equal(line[~off], True)  # lines inside the data are kept
+        hops[name] = line.mean()
+    assert hops["blob"] >= 0.85 and hops["arc"] <= 0.2, hops
+
+
+def test_support_path_chooses_gap_by_gap():
+    """The default path: a gap whose straight lines cut across the ring follows routes, a gap between two
+    samples of one place stays straight (and keeps its matching-error correction)."""
+    arc = arc_transport(500, times=(0.0, 1.0), rng=9)
+    later = arc_transport(500, times=(0.0, 1.0), rng=10).xs[1]  # the end population again: nothing moves
+    xs, times = [arc.xs[0], arc.xs[1], later], np.array([0.0, 1.0, 2.0])
+    cfg = TrainConfig.from_flat(n_steps=30, growth_weight=0.0)
+    assert cfg.path.path == "support"
+    model = fit(xs, times, config=cfg, rng=0, progress=False)
+    info = model.info["path"]
+    assert info["gaps"] == ["graph", "straight"] and info["path"] == "graph", info["reason"]
+    assert info["off_support"][0] > 0.5 > info["off_support"][1]
+    # entropic paths have no routes: straight, with the reason given
+    noisy = fit(xs, times, config=TrainConfig.from_flat(n_steps=30, growth_weight=0.0, sigma=0.1), rng=0,
+                progress=False)
+    assert noisy.info["path"]["path"] == "straight" and "sigma > 0" in noisy.info["path"]["reason"]
+
+
+def test_side_stream_leaves_the_generator_alone():
+    rng, twin = np.random.default_rng(5), np.random.default_rng(5)
+    a, b = side_stream(rng, 0).random(5), side_stream(rng, 1).random(5)
+    np.testing.assert_array_equal(a, side_stream(np.random.default_rng(5), 0).random(5))  # reproducible
+    assert not np.allclose(a, b)  # names tell streams apart
+    np.testing.assert_array_equal(rng.random(5), twin.random(5))  # the generator's draws are unchanged
+    np.testing.assert_array_equal(rng.spawn(1)[0].random(5), twin.spawn(1)[0].random(5))  # and its spawns
+
+
 def test_asynchronous_path_reproduces_the_process_marginal():
     """Sampled at an inner time, the asynchronous path between the end snapshots is the true marginal."""
     tc = asynchronous_transition(2000, times=(0.0, 0.4, 1.0), spread=1.5, rng=1)
@@ -172,11 +234,13 @@ def test_auto_path_records_its_choice_and_growth_comes_first():
     scam.tl.action_matching(adata, "time", growth=None, **{**fast, "config": {**fast["config"], "path": "straight"}})
     params = adata.uns["action_matching"]["params"]
     assert params["path"] == "straight" and params["pace_spread"] == 0.0
-    # the default is the straight path, without validation
+    # the default keeps lines that stay in the data straight, without validation
     scam.tl.action_matching(adata, "time", growth=None, network={"hidden": 32}, config={"n_steps": 50},
                             progress=False, rng=0)
-    assert adata.uns["action_matching"]["params"]["path_reason"] == "path='straight'"
-    assert adata.uns["action_matching"]["path_choice"]["ratio"].shape == (0, 0)
+    params, choice = adata.uns["action_matching"]["params"], adata.uns["action_matching"]["path_choice"]
+    assert params["path"] == "straight" and params["path_reason"].startswith("path='support'")
+    assert list(params["path_gaps"]) == ["straight", "straight"] and choice["ratio"].shape == (0, 0)
+    assert choice["off_support"].shape == (2,) and np.all(choice["off_support"] < 0.5)
 
 
 @pytest.mark.slow

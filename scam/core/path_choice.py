@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import ot
 
+from .graph import SUPPORT_MAJORITY, off_support_share
 from .pace import PACE_GRID
 from .paths import SnapshotPath
 
@@ -51,6 +52,12 @@ class PathChoice:
         Labels of the candidates compared (``"straight"``, ``"asynchronous 1.5"``, ``"graph"``, ...).
     ratio
         ``(n_held_out * repeats, n_candidates)``: held-out W1 relative to the straight path's.
+    gaps
+        ``path="support"``: the path of each gap (``"straight"`` or ``"graph"``); empty otherwise
+        (every gap takes ``path``).
+    off_support
+        ``path="support"``: per gap, the share of the straight interpolation off the snapshots'
+        support (:func:`scam.core.graph.off_support_share`).
     """
 
     path: str
@@ -59,6 +66,8 @@ class PathChoice:
     held_out: list[float] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)
     ratio: np.ndarray | None = None
+    gaps: list[str] = field(default_factory=list)
+    off_support: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """Plain JSON values (the model's metadata)."""
@@ -66,7 +75,36 @@ class PathChoice:
             "path": self.path, "pace_spread": float(self.pace_spread), "reason": self.reason,
             "held_out": list(map(float, self.held_out)), "candidates": list(self.candidates),
             "ratio": [] if self.ratio is None else np.asarray(self.ratio, float).tolist(),
+            "gaps": list(self.gaps), "off_support": list(map(float, self.off_support)),
         }
+
+    @property
+    def graph_gaps(self) -> list[bool] | bool:
+        """Which gaps follow graph routes: one flag per gap, or one for all."""
+        return [g == "graph" for g in self.gaps] if self.gaps else self.path == "graph"
+
+
+def support_choice(xs: list[np.ndarray], rng: np.random.Generator) -> PathChoice:
+    """Straight or graph path for each gap, by how much of its straight interpolation leaves the data.
+
+    Parameters
+    ----------
+    xs
+        Snapshots (internal units), sorted by time.
+    rng
+        Random generator (subsamples).
+
+    Returns
+    -------
+    PathChoice
+        ``path`` is ``"graph"`` if any gap follows routes, ``gaps`` says which.
+    """
+    shares = [off_support_share(xs[k], xs[k + 1], rng) for k in range(len(xs) - 1)]
+    gaps = ["graph" if s > SUPPORT_MAJORITY else "straight" for s in shares]
+    listed = ", ".join(f"{s:.2f}" for s in shares)
+    reason = (f"path='support': share of each gap's straight interpolation off the snapshots' support {listed}; "
+              f"graph routes where it is above {SUPPORT_MAJORITY:g}")
+    return PathChoice("graph" if "graph" in gaps else "straight", 0.0, reason, gaps=gaps, off_support=shares)
 
 
 def _w1(points: np.ndarray, target: np.ndarray) -> float:

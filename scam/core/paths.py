@@ -37,13 +37,13 @@ from tqdm import tqdm
 
 from .._utils import check_types, logger
 from .distributed import per_gap, rank_and_size
-from .graph import GRAPH_MAX_PLAN, along, graph_geodesics, route_keys, routes
+from .graph import GRAPH_MAX_PLAN, along, graph_geodesics, leaves_support, route_keys, routes
 from .growth import GapGrowth, growth_evidence, growth_factors, tv_unbalanced
 from .noise import MomentCorrection, matching_noise
 from .pace import pace_warp
 
 COUPLINGS = ("weighted", "ot", "uot", "sinkhorn", "unbalanced", "independent")
-PATHS = ("auto", "straight", "asynchronous", "graph")
+PATHS = ("support", "straight", "graph", "asynchronous", "auto")
 
 # Entries of dense (Sinkhorn) plans below this fraction of the largest entry are dropped.
 _PRUNE = 1e-7
@@ -73,21 +73,26 @@ class PathConfig:
         LARRY-130k is the same with either (``benchmarks/README.md``, scale); the matching error the
         smaller chunks add is corrected for (``noise_correction``).
     path
-        How a coupled pair moves through its gap (docs page "Paths between snapshots"): ``"straight"``
-        (the default: every pair at the same fraction of its straight line), ``"graph"`` (pairs
+        How a coupled pair moves through its gap (docs page "Paths between snapshots"): ``"support"``
+        (the default: each gap is ``"straight"`` unless most of its straight interpolation between
+        exactly coupled cells runs where neither snapshot has cells, and then ``"graph"``:
+        :func:`scam.core.graph.off_support_share`; straight for entropic paths), ``"straight"``
+        (every pair at the same fraction of its straight line), ``"graph"`` (pairs
         coupled on, and moving along, shortest routes through the neighbour graph of the gap's two
-        snapshots: :mod:`scam.core.graph`; for embeddings where straight lines cross empty space,
-        such as 2-D layouts of branching systems), ``"asynchronous"`` (each sampled pair at its own
+        snapshots wherever their straight line leaves the data: :mod:`scam.core.graph`; for
+        embeddings where straight lines cross empty space, such as 2-D layouts of branching
+        systems), ``"asynchronous"`` (each sampled pair at its own
         fraction, ``sigmoid(logit(tau) + pace_spread * z)``: :mod:`scam.core.pace`) or ``"auto"``:
         the candidate (straight, asynchronous spreads, graph) that predicts held-out inner training
         time points better than the straight path by more than twice its standard error
         (:func:`scam.core.path_choice.choose_path`); straight with two time points (nothing to
         validate on) and for entropic paths (``sigma > 0``), asynchronous candidates left out where
-        the path changes mass (a change in make-up is left to growth). Straight is the default
-        because the ground truth asks for it: on a noisy double well ``"auto"`` finds the escape from
-        the saddle asynchronous (held-out W1 0.92x) but the noise then estimated from the potential
-        for fate probabilities falls from 0.68-0.84 to 0.56 (true 0.77), and the graph path bends
-        the Gaussian W2 geodesic (velocity error 0.47).
+        the path changes mass (a change in make-up is left to growth). ``"auto"`` is not the default
+        because the ground truth asks so: on a noisy double well it finds the escape from the saddle
+        asynchronous (held-out W1 0.92x) but the noise then estimated from the potential for fate
+        probabilities falls from 0.68-0.84 to 0.56 (true 0.77). ``"graph"`` everywhere bends the
+        Gaussian W2 geodesic; ``"support"`` keeps it straight (10-20% of its straight interpolation
+        off the support).
     pace_spread
         ``path="asynchronous"`` only: the spread of the pairs' log-odds fractions; ``None`` (the
         default) chooses it on held-out inner time points like ``"auto"`` (the best spread of
@@ -116,7 +121,7 @@ class PathConfig:
     max_plan_size: int = 1_000_000
     max_cells: int | None = 20_000
     noise_correction: bool = True
-    path: str = "straight"
+    path: str = "support"
     pace_spread: float | None = None
 
     def __post_init__(self):
@@ -413,7 +418,9 @@ def _chunk_routes(pred, x0, x1, c0, c1, src_blocks, tgt_blocks):
     inv1[c1] = np.arange(len(c1))
     union = np.concatenate([np.asarray(x0[c0], np.float64), np.asarray(x1[c1], np.float64)])
     # placeholders (the absent end of a destroyed or created cell) get any route: they do not move
-    ptr, nodes, cum = routes(pred, union, np.maximum(inv0[src], 0), np.maximum(inv1[tgt], 0), len(c0))
+    s, t = np.maximum(inv0[src], 0), np.maximum(inv1[tgt], 0)
+    straight = ~leaves_support(union, union[s], union[len(c0) + t])  # lines inside the data stay lines
+    ptr, nodes, cum = routes(pred, union, s, t, len(c0), straight=straight)
     nodes = np.where(nodes < len(c0), c0[np.minimum(nodes, len(c0) - 1)], n0 + c1[np.maximum(nodes - len(c0), 0)])
     return ptr, nodes, cum
 
@@ -483,7 +490,7 @@ def cell_rates(plan: SegmentPlan, n_cells: int, du: float, side: str) -> np.ndar
     return np.divide(num, den, out=np.zeros(n_cells), where=den > 0)
 
 
-def _weighted_plans(xs, times, masses, max_plan_size, rng, progress=False, graph=False):
+def _weighted_plans(xs, times, masses, max_plan_size, rng, progress=False, graph=None):
     """Plans of the ``"weighted"`` coupling: growth where the data show it, inherited elsewhere.
 
     1. Every gap is tested (:func:`~scam.core.growth.growth_evidence`); a gap with evidence gets its
@@ -500,6 +507,7 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng, progress=False, graph
        alike, by the change of total mass).
     """
     n_gaps = len(xs) - 1
+    graph = [False] * n_gaps if graph is None else graph
     du = np.diff(times)
     evidence_rngs, plan_rngs = rng.spawn(n_gaps), rng.spawn(n_gaps)
 
@@ -515,9 +523,9 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng, progress=False, graph
 
     def plan(k, weights=None, stream=None):
         if weights is not None:
-            return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="ot", graph=graph,
+            return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="ot", graph=graph[k],
                               source_weights=weights, max_plan_size=max_plan_size, rng=stream or rng)
-        return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="weighted", graph=graph,
+        return build_plan(xs[k], xs[k + 1], masses[k], masses[k + 1], coupling="weighted", graph=graph[k],
                           growth=evidence[k], max_plan_size=max_plan_size, rng=stream or rng)
 
     def evidence_plan(k):
@@ -577,7 +585,9 @@ def _corrections(xs, plans, max_plan_size, rng, progress=False, moments=None) ->
     # gaps whose pairs change mass keep their straight lines: the Gaussian map and the Wiener factor
     # know nothing of growth, and moving a growing pair's target towards the population's map moves
     # its mass there too (the model's mass then misses the data's: measured, 1.73 for 2.63)
-    moving = [k for k, plan in enumerate(plans) if plan.kind is None and not _changes_mass(plan)]
+    # and routes through the data are not lines to correct
+    moving = [k for k, plan in enumerate(plans)
+              if plan.kind is None and plan.route_ptr is None and not _changes_mass(plan)]
     needed = sorted({j for k in moving for j in (k, k + 1)})
     if not needed:
         return [None] * n_gaps
@@ -630,7 +640,8 @@ class SnapshotPath:
         Asynchronous pace (:func:`scam.core.pace.pace_warp`) of the transported pairs; 0: straight.
     graph
         Pairs follow routes through the data (:mod:`scam.core.graph`) instead of straight lines
-        (couplings ``"ot"``, ``"weighted"``, ``"uot"``; deterministic paths only).
+        (couplings ``"ot"``, ``"weighted"``, ``"uot"``; deterministic paths only): True, False, or
+        one of them per gap.
     rng
         Random generator.
     progress
@@ -653,14 +664,18 @@ class SnapshotPath:
         noise_correction: bool = PathConfig.noise_correction,
         moments: list[tuple[np.ndarray, np.ndarray, int]] | None = None,
         pace_spread: float = 0.0,
-        graph: bool = False,
+        graph: bool | list[bool] = False,
         rng: np.random.Generator,
         progress: bool = False,
     ):
         import torch
 
         self.pace_spread = float(pace_spread)
-        self.graph = bool(graph)
+        n_gaps = len(xs) - 1
+        self.graph_gaps = [bool(graph)] * n_gaps if np.ndim(graph) == 0 else [bool(g) for g in graph]
+        if len(self.graph_gaps) != n_gaps:
+            raise ValueError(f"graph needs one value per gap ({n_gaps}), got {len(self.graph_gaps)}.")
+        self.graph = any(self.graph_gaps)
         if self.graph and sigma > 0:
             raise ValueError("Graph paths are deterministic routes; use sigma=0 with them (or path='straight').")
         self.times = np.asarray(times, dtype=np.float64)
@@ -670,7 +685,7 @@ class SnapshotPath:
         self.growth: list[GapGrowth] | None = None
         if coupling == "weighted":
             self.plans, self.growth = _weighted_plans(xs, self.times, self.masses, max_plan_size, rng, progress,
-                                                      graph=self.graph)
+                                                      graph=self.graph_gaps)
         if coupling != "weighted":
             gap_rngs = rng.spawn(len(xs) - 1)  # one stream per gap: the plans do not depend on who builds them
 
@@ -686,12 +701,12 @@ class SnapshotPath:
                     coupling=coupling, reg=reg, reg_m=reg_m * mean_cost,
                     max_plan_size=max_plan_size, rng=g, uot_threshold=uot_threshold,
                     source_weights=None if log_growth is None else _growth_weights(log_growth[k], du),
-                    graph=self.graph,
+                    graph=self.graph_gaps[k],
                 )
 
             self.plans = per_gap(_progress(gap_plan, len(xs) - 1, progress, f"couplings ({coupling})"), len(xs) - 1)
         self.corrections: list[MomentCorrection | None] | None = None  # None: a gap left uncorrected
-        if noise_correction and self.sigma == 0 and coupling in ("ot", "weighted") and not self.graph:
+        if noise_correction and self.sigma == 0 and coupling in ("ot", "weighted") and not all(self.graph_gaps):
             self.corrections = _corrections(xs, self.plans, max_plan_size, rng, progress, moments)
         self._torch = torch
         self.xs = [torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in xs]

@@ -12,14 +12,14 @@ import numpy as np
 import torch
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from .._utils import caller_stacklevel, check_types, logger, make_rng
+from .._utils import caller_stacklevel, check_types, logger, make_rng, side_stream
 from . import distributed
 from ._utils import cpu_threads, resolve_device, torch_generator, torch_threads
 from .losses import ObjectiveConfig, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
 from .noise import snapshot_moments
-from .path_choice import PathChoice, choose_path
+from .path_choice import PathChoice, choose_path, support_choice
 from .paths import PathConfig, SnapshotPath
 from .scaling import Scaling
 
@@ -455,6 +455,8 @@ def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, 
             moments.append(((mean - scaling.shift) / scaling.scale, cov / scaling.scale**2, n))
     xs, log_growth = plan_subsample(xs, log_growth, pc.max_cells, rng)
     internal = [scaling.to_internal(x) for x in xs]
+    if choice is None and pc.path == "support":
+        choice = _support(config.objective.sigma, coupling, internal, rng)
     logger.info("scam: building %s couplings between %d time points (%s cells)", coupling, len(xs),
                 "/".join(str(len(x)) for x in xs))
     path = SnapshotPath(
@@ -462,7 +464,7 @@ def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, 
         sigma=scaling.sigma_to_internal(config.objective.sigma), ot_reg=pc.ot_reg, reg_m=pc.reg_m,
         max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold,
         noise_correction=pc.noise_correction and config.resolved_estimator() == "pathwise",
-        moments=moments, rng=rng, progress=progress, graph=pc.path == "graph",
+        moments=moments, rng=rng, progress=progress, graph=choice.graph_gaps if choice else pc.path == "graph",
         log_growth=None if log_growth is None else [scaling.growth_to_internal(g) for g in log_growth],
     )
     path.choice = choice or _choose_path(pc, config.objective.sigma, coupling, path.changes_mass, internal, times, rng)
@@ -473,6 +475,16 @@ def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, 
     path.pace_spread = path.choice.pace_spread
     logger.info("scam: %s path (%s)", path.choice.path, path.choice.reason)
     return path
+
+
+def _support(sigma: float, coupling: str, xs, rng) -> PathChoice:
+    """``path="support"``: graph routes for the gaps whose straight interpolation mostly leaves the data."""
+    if sigma > 0:
+        return PathChoice("straight", 0.0, "path='support' with an entropic path (sigma > 0): straight")
+    if coupling not in ("ot", "weighted", "uot"):
+        return PathChoice("straight", 0.0, f"path='support' with coupling={coupling!r} (no explicit pairs): straight")
+    # a stream of its own that leaves the fit's streams as they are: straight gaps fit as with path="straight"
+    return support_choice(xs, side_stream(rng, 0))
 
 
 def _choose_path(pc: PathConfig, sigma: float, coupling: str, changes_mass: bool, xs, times, rng) -> PathChoice:

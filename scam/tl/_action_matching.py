@@ -157,7 +157,8 @@ def action_matching(
     ``adata.uns[key_added]``
         ``'params'`` (all options, including ``holdout``; what the engine decided: ``coupling``, the
         coupling used between time points, ``estimator``, ``path`` (``'straight'``,
-        ``'asynchronous'`` or ``'graph'``), ``pace_spread`` and ``path_reason`` (why:
+        ``'asynchronous'`` or ``'graph'``: ``'graph'`` if any gap follows routes), ``path_gaps`` (the
+        path of each gap between fitted time points), ``pace_spread`` and ``path_reason`` (why:
         :mod:`scam.core.path_choice`), and ``growth_fit``: ``'network'``,
         ``'potential'``, ``'none'`` (balanced), ``'none (no evidence)'`` (no gap shows growth beyond pure
         transport: every rate is 0) or ``'none (evidence not placed)'`` (a gap shows growth but every
@@ -167,7 +168,9 @@ def action_matching(
         ``val_loss``), ``'path_choice'`` (the evidence for the path: ``held_out``, the inner time
         points held out, ``candidates``, the paths compared, ``ratio``, their held-out W1 relative to
         the straight path, one row per held-out draw; empty unless ``config={'path': 'auto'}`` with
-        three or more time points), ``'model'`` (config JSON + weight arrays; see :func:`scam.tl.get_model`),
+        three or more time points; ``off_support``, with the default ``path='support'``, the share of
+        each gap's straight interpolation off the snapshots' support: above 0.5 the gap follows graph
+        routes), ``'model'`` (config JSON + weight arrays; see :func:`scam.tl.get_model`),
         ``'fit_seconds'``, ``'seconds'`` (per phase: ``plans``, ``training``, ``fields``: the writes to
         ``obs``/``obsm``), and for unbalanced models ``'mass'`` (``times``, ``model``: the model's total
         mass on a time grid relative to the first time point; ``observed_times`` and ``observed`` or
@@ -285,6 +288,7 @@ def action_matching(
             "coupling": model.info["coupling"], "estimator": model.info["estimator"],
             "growth_fit": model.info["growth"], "path": model.info["path"]["path"],
             "pace_spread": model.info["path"]["pace_spread"], "path_reason": model.info["path"]["reason"],
+            "path_gaps": list(model.info["path"].get("gaps") or [model.info["path"]["path"]] * (len(fit_times) - 1)),
             "network": net_cfg.to_dict(),
             "config": train_cfg.to_dict(), "device": str(model.device),
             "rng": int(seed) if isinstance(seed, (int, np.integer)) else "numpy.random.Generator",
@@ -307,7 +311,8 @@ def action_matching(
     entry["path_choice"] = {"held_out": np.asarray(choice["held_out"], float),
                             "candidates": np.asarray(choice["candidates"], dtype=str),
                             "ratio": np.asarray(choice["ratio"], float).reshape(len(choice["ratio"]),
-                                                                                len(choice["candidates"]))}
+                                                                                len(choice["candidates"])),
+                            "off_support": np.asarray(choice.get("off_support", []), float)}
     if model.info.get("matching_noise") is not None:
         entry["matching_noise"] = np.asarray(model.info["matching_noise"], float)
     if mode != "none":
