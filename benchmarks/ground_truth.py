@@ -59,6 +59,7 @@ COLUMNS = {
     "paper AM": {"config": {"growth_model": "potential", "coupling": "ot"}},
     "single potential": {"config": {"growth_model": "potential"}},
     "auto path": {"config": {"path": "auto"}},  # the path chosen on held-out inner time points
+    "straight path": {"config": {"path": "straight"}},  # straight lines everywhere (the default until 2026-12-02)
     "graph path": {"config": {"path": "graph"}},  # routes through the snapshots' neighbour graph
 }
 TEST_BUDGET = {"network": {"hidden": 64}, "config": {"n_steps": 800, "batch_size": 256}}

@@ -53,6 +53,7 @@ CONFIGS = {
     "boundary4000": {"config": {"estimator": "boundary", "n_steps": 4000}},  # the default before pathwise
     "pathwise4000": {"config": {"n_steps": 4000}},
     # paths between snapshots (scam.core.pace, scam.core.graph, scam.core.path_choice)
+    "straight": {"config": {"path": "straight"}},  # straight lines everywhere (the default until 2026-12-02)
     "auto": {"config": {"path": "auto"}},  # chosen on held-out inner training days
     "asynchronous": {"config": {"path": "asynchronous"}},
     "graph": {"config": {"path": "graph"}},

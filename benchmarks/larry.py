@@ -10,9 +10,12 @@ Configurations (options of ``scam.tl.action_matching``, engine defaults otherwis
 
 - ``balanced``: ``growth=None`` (mass conserved);
 - ``counts``: ``growth='counts'``, relative masses = cells per fitted day (day 6 / day 2 = 4.05);
-- ``learn``: ``growth='learn'`` (the default), equal total masses, relative growth learned, exact
-  unbalanced OT plans (``coupling='uot'``);
-- ``learn_ot``: the same over balanced OT plans (the default before ``'uot'``).
+- ``learn``: ``growth='learn'`` (the default), equal total masses, relative growth learned over
+  growth-weighted exact plans (``coupling='weighted'``);
+- ``learn_ot``: the same over balanced OT plans (the default before ``'uot'``);
+- ``straight`` / ``graph`` / ``asynchronous``: the default with ``config={"path": ...}`` (the default path,
+  ``"support"``, follows graph routes from day 2 to 6: most of that gap's straight interpolation leaves
+  the data).
 
     python benchmarks/larry.py                        # 3 seeds, all configurations (~10-20 min on 2 shared CPU cores)
     python benchmarks/larry.py --seeds 1 --configs balanced counts
@@ -39,6 +42,7 @@ CONFIGS = {
     "learn": {"growth": "learn"},  # the default: separate growth network over growth-weighted plans
     "single_potential": {"growth": "learn", "config": {"growth_model": "potential"}},  # the 2026-11-23 default ('uot')
     "learn_ot": {"growth": "learn", "config": {"coupling": "ot"}},
+    "straight": {"config": {"path": "straight"}},  # straight lines everywhere (the default until 2026-12-02)
     "graph": {"config": {"path": "graph"}},  # routes through the neighbour graph of days 2 and 6
     "asynchronous": {"config": {"path": "asynchronous"}},  # two days: the middle spread of the grid
 }

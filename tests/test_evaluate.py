@@ -28,7 +28,9 @@ def evaluated(geodesic):
 
 def test_table_shape_and_columns(evaluated):
     adata, df = evaluated
-    assert list(df.columns) == ["holdout_time", "method", "metric", "value", "n_cells", "fit_seconds", "seed"]
+    assert list(df.columns) == ["holdout_time", "method", "metric", "value", "n_cells", "fit_seconds", "seed", "path"]
+    assert set(df.loc[df["method"] == "scam", "path"]) == {"straight"}  # a geodesic's one gap stays straight
+    assert set(df.loc[df["method"] != "scam", "path"]) == {""}
     # interior time 0.5 only; (3 baselines x 1 + scam x 2 seeds) x 3 metrics
     assert set(df["holdout_time"]) == {0.5}
     assert len(df) == (3 + 2) * 3

@@ -102,8 +102,9 @@ def evaluate_holdout(
     fit_kwargs
         Options of :func:`scam.tl.action_matching` (``growth``, ``sigma``, ``growth_weight``,
         ``network``, ``config``, ``device``). To compare the paths between snapshots, one call per
-        path with its own ``key_added``: ``{"config": {"path": "graph"}}`` against the default
-        (docs page "Paths between snapshots").
+        path with its own ``key_added``: ``{"config": {"path": "straight"}}`` or ``"graph"``
+        against the default ``"support"`` (docs page "Paths between snapshots"); the ``path``
+        column says what each fit chose.
     n_cells
         Subsample each time point to at most this many cells (once, before anything else, the same
         cells for every method); default: all cells.
@@ -129,7 +130,9 @@ def evaluate_holdout(
     pandas.DataFrame (or, with ``copy=True``, the modified copy of ``adata``)
         One row per held-out time, method, metric and seed, with columns ``holdout_time``,
         ``method`` (``'scam'`` or a baseline), ``metric``, ``value``, ``n_cells`` (cells scored at
-        the held-out time), ``fit_seconds`` (training time; 0 for baselines) and ``seed``.
+        the held-out time), ``fit_seconds`` (training time; 0 for baselines), ``seed`` and ``path``
+        (the path of each gap the fit chose, ``"straight/graph"`` for two gaps: ``params['path_gaps']``
+        of :func:`scam.tl.action_matching`; empty for baselines).
         Also writes ``adata.uns[key_added]`` with ``'results'`` (these columns as arrays) and
         ``'params'``; :func:`scam.pl.wasserstein` plots it.
 
@@ -207,13 +210,13 @@ def evaluate_holdout(
         x_prev, x_next, x_h = x_w[t_w == prev], x_w[t_w == nxt], x_w[t_w == h]
         predictions = {}
         if "previous" in baselines:
-            predictions["previous"] = [(x_prev, None, 0.0, -1)]
+            predictions["previous"] = [(x_prev, None, 0.0, -1, "")]
         if "ot_interpolation" in baselines:
             p, w = ot_interpolation(cap(x_prev), cap(x_next), (h - prev) / (nxt - prev))
-            predictions["ot_interpolation"] = [(p, w, 0.0, -1)]
+            predictions["ot_interpolation"] = [(p, w, 0.0, -1, "")]
         if "ot_midpoint" in baselines:
             p, w = ot_interpolation(cap(x_prev), cap(x_next), 0.5)
-            predictions["ot_midpoint"] = [(p, w, 0.0, -1)]
+            predictions["ot_midpoint"] = [(p, w, 0.0, -1, "")]
         runs = []
         for seed in seeds:
             fold = work.copy()
@@ -223,16 +226,18 @@ def evaluate_holdout(
             seconds = _time.perf_counter() - start
             model = get_model(fold, key="fold")
             pos, weights = model.push(x_prev, prev, h, return_weights=True, rng=seed)
-            runs.append((pos, weights if model.unbalanced else None, seconds, seed))
+            gaps = fold.uns["fold"]["params"]["path_gaps"]
+            runs.append((pos, weights if model.unbalanced else None, seconds, seed, "/".join(map(str, gaps))))
             logger.info("scam: held-out %g, seed %d: fit in %.1f s", h, seed, seconds)
         predictions["scam"] = runs
         for method, preds in predictions.items():
-            for pos, weights, seconds, seed in preds:
+            for pos, weights, seconds, seed, path in preds:
                 for m in metrics:
                     value = _score(m, pos, weights, x_h, np.random.default_rng(eval_seed), eval_cells)
                     scored = len(x_h) if eval_cells is None else min(len(x_h), eval_cells)
-                    rows.append((float(h), method, m, float(value), scored, float(seconds), seed))
-    df = pd.DataFrame(rows, columns=["holdout_time", "method", "metric", "value", "n_cells", "fit_seconds", "seed"])
+                    rows.append((float(h), method, m, float(value), scored, float(seconds), seed, path))
+    df = pd.DataFrame(rows, columns=["holdout_time", "method", "metric", "value", "n_cells", "fit_seconds", "seed",
+                                     "path"])
     if copy:
         adata = adata.copy()
     adata.uns[key_added] = {
