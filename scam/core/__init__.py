@@ -11,7 +11,8 @@ from .losses import ObjectiveConfig, PathBatch, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
 from .pace import pace_warp
-from .path_choice import PathChoice, choose_path
+from .graph import leaves_support, off_support_share
+from .path_choice import PathChoice, choose_path, support_choice
 from .paths import PathConfig, SnapshotPath, build_plan
 from .scaling import Scaling
 from .train import OptimConfig, TrainConfig, fit, validate_snapshots
@@ -32,6 +33,9 @@ __all__ = [
     "build_plan",
     "choose_path",
     "fit",
+    "leaves_support",
+    "off_support_share",
     "pace_warp",
+    "support_choice",
     "validate_snapshots",
 ]

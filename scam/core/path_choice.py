@@ -57,7 +57,7 @@ class PathChoice:
         (every gap takes ``path``).
     off_support
         ``path="support"``: per gap, the share of the straight interpolation off the snapshots'
-        support (:func:`scam.core.graph.off_support_share`).
+        support (:func:`scam.core.off_support_share`).
     """
 
     path: str
