@@ -64,11 +64,12 @@ def side_stream(rng: np.random.Generator, name: int) -> np.random.Generator:
 
     A step that is added to a computation (a decision made before the rest) then leaves every other
     random stream of the computation, and so its results, as they were. ``name`` tells apart the side
-    streams of one generator. Generators without a seed sequence fall back to ``rng.spawn``.
+    streams of one generator.
     """
     seq = getattr(rng.bit_generator, "seed_seq", None)
     if not isinstance(seq, np.random.SeedSequence):
-        return rng.spawn(1)[0]
+        raise TypeError("`rng` needs a seed sequence (a Generator made by numpy.random.default_rng from a seed "
+                        "or a SeedSequence); pass an int seed instead.")
     child = np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, _SIDE_KEY, int(name)),
                                    pool_size=seq.pool_size)
     return np.random.Generator(type(rng.bit_generator)(child))

@@ -129,6 +129,9 @@ def test_off_support_share_tells_arcs_from_geodesics():
     assert 0.01 <= same <= 0.1, same
     assert 0.05 <= off_support_share(*geodesic.xs, rng) <= 0.3
     assert off_support_share(*arc.xs, rng) >= 0.9
+    # two clouds far apart with nothing between: every line leaves the support, but no route joins them
+    far = gaussian_geodesic(400, mean1=(12.0, 0.0), cov1=np.eye(2), cov0=np.eye(2), rng=5)
+    assert off_support_share(*far.xs, rng) == 0.0
     # a line through the middle of the data stays, one across the empty centre of the ring leaves
     union = np.concatenate(arc.xs)
     on_ring = lambda angle: 3.0 * np.array([[np.cos(angle), np.sin(angle)]])  # noqa: E731
@@ -178,6 +181,9 @@ def test_side_stream_leaves_the_generator_alone():
     assert not np.allclose(a, b)  # names tell streams apart
     np.testing.assert_array_equal(rng.random(5), twin.random(5))  # the generator's draws are unchanged
     np.testing.assert_array_equal(rng.spawn(1)[0].random(5), twin.spawn(1)[0].random(5))  # and its spawns
+    legacy = np.random.Generator(np.random.RandomState(0)._bit_generator)  # no seed sequence to derive from
+    with pytest.raises(TypeError, match="seed sequence"):
+        side_stream(legacy, 0)
 
 
 def test_asynchronous_path_reproduces_the_process_marginal():

@@ -7,11 +7,11 @@ Networks (:mod:`~scam.core.network`), losses (:mod:`~scam.core.losses`), paths b
 integrators (:mod:`~scam.core.model`). Nothing here imports AnnData.
 """
 
+from .graph import leaves_support, off_support_share
 from .losses import ObjectiveConfig, PathBatch, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
 from .pace import pace_warp
-from .graph import leaves_support, off_support_share
 from .path_choice import PathChoice, choose_path, support_choice
 from .paths import PathConfig, SnapshotPath, build_plan
 from .scaling import Scaling

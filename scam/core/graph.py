@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
-from sklearn.neighbors import NearestNeighbors
+from scipy.sparse.csgraph import connected_components, dijkstra
+from sklearn.neighbors import NearestNeighbors, kneighbors_graph
 
 GRAPH_NEIGHBOURS = 15  # neighbours per cell (scanpy's default for the neighbour graph)
 GRAPH_MAX_PLAN = 4_000_000  # largest n_source x n_target chunk with routes (its tables: ~100 MB)
@@ -75,11 +75,14 @@ def leaves_support(union: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarra
 
 
 def off_support_share(x0: np.ndarray, x1: np.ndarray, rng: np.random.Generator) -> float:
-    """Share of the straight interpolation between two snapshots that leaves their support.
+    """Share of the straight interpolation between two snapshots that leaves their support where the
+    data could carry it instead.
 
     Subsamples of at most :data:`SUPPORT_CELLS` cells of each snapshot are coupled by exact
     (balanced) OT; the share is the plan mass of the pairs whose straight line
-    :func:`leaves_support` of the two subsamples.
+    :func:`leaves_support` of the two subsamples and whose two cells the neighbour graph of the
+    subsamples connects (a pair the graph does not connect has no route: two clouds far apart with
+    nothing between them stay straight).
 
     Parameters
     ----------
@@ -103,7 +106,10 @@ def off_support_share(x0: np.ndarray, x1: np.ndarray, rng: np.random.Generator) 
     plan = ot.emd(np.full(len(a), 1.0 / len(a)), np.full(len(b), 1.0 / len(b)), ot.dist(a, b),
                   numItermax=max(1_000_000, 50 * len(a) * len(b)))
     i, j = np.nonzero(plan > 0)
-    off = leaves_support(np.concatenate([a, b]), a[i], b[j])
+    union = np.concatenate([a, b])
+    k = min(GRAPH_NEIGHBOURS, len(union) - 1)
+    _, component = connected_components(kneighbors_graph(union, k), directed=False)
+    off = leaves_support(union, a[i], b[j]) & (component[i] == component[len(a) + j])
     return float(plan[i, j][off].sum() / plan[i, j].sum())
 
 
@@ -171,6 +177,9 @@ def routes(predecessors: np.ndarray, union: np.ndarray, src: np.ndarray, tgt: np
     """
     chains, fractions = [], []
     keep = np.zeros(len(src), dtype=bool) if straight is None else np.asarray(straight, dtype=bool)
+    if len(keep) != len(src) or len(src) != len(tgt):
+        raise ValueError(f"routes needs one source, target (and straight flag) per pair; got {len(src)} sources, "
+                         f"{len(tgt)} targets and {len(keep)} flags.")
     for i, j, line in zip(src, tgt, keep):
         node, chain = n0 + int(j), [n0 + int(j)]
         while node != i and node >= 0 and not line:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import ot
 
+from .distributed import per_gap
 from .graph import SUPPORT_MAJORITY, off_support_share
 from .pace import PACE_GRID
 from .paths import SnapshotPath
@@ -99,7 +100,9 @@ def support_choice(xs: list[np.ndarray], rng: np.random.Generator) -> PathChoice
     PathChoice
         ``path`` is ``"graph"`` if any gap follows routes, ``gaps`` says which.
     """
-    shares = [off_support_share(xs[k], xs[k + 1], rng) for k in range(len(xs) - 1)]
+    streams = rng.spawn(len(xs) - 1)  # one per gap: gaps are measured in threads, and across ranks
+    # (every rank gathers the same shares, so all make the same decision)
+    shares = per_gap(lambda k: off_support_share(xs[k], xs[k + 1], streams[k]), len(xs) - 1)
     gaps = ["graph" if s > SUPPORT_MAJORITY else "straight" for s in shares]
     listed = ", ".join(f"{s:.2f}" for s in shares)
     reason = (f"path='support': share of each gap's straight interpolation off the snapshots' support {listed}; "

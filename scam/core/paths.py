@@ -76,7 +76,8 @@ class PathConfig:
         How a coupled pair moves through its gap (docs page "Paths between snapshots"): ``"support"``
         (the default: each gap is ``"straight"`` unless most of its straight interpolation between
         exactly coupled cells runs where neither snapshot has cells, and then ``"graph"``:
-        :func:`scam.core.off_support_share`; straight for entropic paths), ``"straight"``
+        :func:`scam.core.off_support_share`; straight for entropic paths and couplings without
+        explicit pairs), ``"straight"``
         (every pair at the same fraction of its straight line), ``"graph"`` (pairs
         coupled on, and moving along, shortest routes through the neighbour graph of the gap's two
         snapshots wherever their straight line leaves the data: :mod:`scam.core.graph`; for
