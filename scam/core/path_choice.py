@@ -54,8 +54,8 @@ class PathChoice:
     ratio
         ``(n_held_out * repeats, n_candidates)``: held-out W1 relative to the straight path's.
     gaps
-        ``path="support"``: the path of each gap (``"straight"`` or ``"graph"``); empty otherwise
-        (every gap takes ``path``).
+        The path of each gap (``"straight"``, ``"graph"``, ...): chosen gap by gap with
+        ``path="support"``, filled with ``path`` by the fit otherwise; empty: every gap takes ``path``.
     off_support
         ``path="support"``: per gap, the share of the straight interpolation off the snapshots'
         support (:func:`scam.core.off_support_share`).

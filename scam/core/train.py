@@ -468,6 +468,8 @@ def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, 
         log_growth=None if log_growth is None else [scaling.growth_to_internal(g) for g in log_growth],
     )
     path.choice = choice or _choose_path(pc, config.objective.sigma, coupling, path.changes_mass, internal, times, rng)
+    if not path.choice.gaps:  # one path for every gap
+        path.choice.gaps = [path.choice.path] * (len(xs) - 1)
     if path.choice.path == "graph" and not path.graph:  # chosen on the inner time points: rebuild with routes
         return _build_path(xs, times, masses, log_growth, scaling, coupling,
                            TrainConfig(replace(pc, path="graph"), config.objective, config.optim), rng, progress,

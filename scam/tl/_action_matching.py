@@ -288,7 +288,7 @@ def action_matching(
             "coupling": model.info["coupling"], "estimator": model.info["estimator"],
             "growth_fit": model.info["growth"], "path": model.info["path"]["path"],
             "pace_spread": model.info["path"]["pace_spread"], "path_reason": model.info["path"]["reason"],
-            "path_gaps": list(model.info["path"].get("gaps") or [model.info["path"]["path"]] * (len(fit_times) - 1)),
+            "path_gaps": list(model.info["path"]["gaps"]),
             "network": net_cfg.to_dict(),
             "config": train_cfg.to_dict(), "device": str(model.device),
             "rng": int(seed) if isinstance(seed, (int, np.integer)) else "numpy.random.Generator",
