@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from scam.core import SnapshotPath, TrainConfig, fit
-from scam.core.distributed import per_gap, rank_and_size
+from scam.core.distributed import on_rank0, per_gap, rank_and_size
 from scam.datasets._synthetic import gaussian_geodesic
 
 CONFIG = {"n_steps": 600, "eval_every": 50}
@@ -31,12 +31,14 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         assert rank_and_size() == (rank, world)
         # gap k on rank k % world, gathered everywhere
         squares = per_gap(lambda k: (k, k * k, rank), 5)
+        decided = on_rank0(lambda: {"rank": rank})  # every rank gets rank 0's decision
         path = SnapshotPath([x / 2 for x in tc.xs], np.array(tc.times) / tc.times[-1], np.ones(len(tc.xs)),
                             coupling="ot", rng=np.random.default_rng(0))
         model = fit(tc.xs, tc.times, config=TrainConfig.from_flat(**CONFIG), rng=0, progress=False, threads=1)
         x = np.concatenate(tc.xs)
         result = {
             "squares": squares,
+            "decided": decided,
             "plans": [(p.src, p.tgt, p.cdf) for p in path.plans],
             "velocity": model.velocity(x, 0.5),
             "steps": model.info["steps"],
@@ -60,6 +62,7 @@ def test_two_gloo_processes_match_one(tmp_path):
     # per_gap: every rank holds every item; item k was computed on rank k % 2
     for res in ranks:
         assert res["squares"] == [(k, k * k, k % 2) for k in range(5)]
+        assert res["decided"] == {"rank": 0}  # on_rank0: rank 1 holds what rank 0 computed
 
     # plans built in parallel are exactly the plans of one process
     tc = _data()

@@ -7,6 +7,8 @@ machines: ``--nnodes``) sets ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``; :func:`sca
 - joins the process group (NCCL on CUDA, gloo on CPU) unless the script already did,
 - builds the plans of the gaps between time points in parallel, gap ``k`` on rank ``k % K``, each gap
   with its own random stream (so the plans do not depend on ``K``), and gathers them on every rank,
+- makes every decision taken once for the whole fit (the path validated on inner time points,
+  ``path="auto"``) on rank 0 and sends it to the others, so that no rank can decide otherwise,
 - trains with :class:`torch.nn.parallel.DistributedDataParallel`: each rank draws ``batch_size / K``
   path points per step from its own stream, gradients are averaged across ranks, every rank holds
   the same weights and returns the same model.
@@ -83,3 +85,16 @@ def per_gap(fn: Callable[[int], object], n: int) -> list:
     for part in gathered:
         out.update(part)
     return [out[k] for k in range(n)]
+
+
+def on_rank0(fn: Callable[[], object]) -> object:
+    """``fn()`` computed on rank 0 and sent to every rank (``fn()`` itself outside a process group).
+
+    For decisions taken once for the whole fit: all ranks then act on the same one, whatever their
+    threads or floating-point libraries would have made of the same data."""
+    rank, size = rank_and_size()
+    if size == 1:
+        return fn()
+    box = [fn() if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)  # between this job's own processes, in memory
+    return box[0]

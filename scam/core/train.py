@@ -501,8 +501,9 @@ def _choose_path(pc: PathConfig, sigma: float, coupling: str, changes_mass: bool
     # a stream of its own, spawned (not drawn) from the fit's generator; two time points: nothing is drawn
     stream = rng.spawn(1)[0] if len(xs) >= 3 else rng
     if pc.path == "asynchronous":
-        return choose_path(xs, times, stream, only="asynchronous")
-    choice = choose_path(xs, times, stream, asynchronous=not changes_mass, graph=coupling in ("ot", "weighted", "uot"))
+        return distributed.on_rank0(lambda: choose_path(xs, times, stream, only="asynchronous"))
+    choice = distributed.on_rank0(lambda: choose_path(xs, times, stream, asynchronous=not changes_mass,
+                                                      graph=coupling in ("ot", "weighted", "uot")))
     if changes_mass:
         choice.reason += "; asynchronous paths left out: the path changes mass (changes in make-up are left to growth)"
     return choice
