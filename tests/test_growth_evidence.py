@@ -12,7 +12,7 @@ import ot
 import pytest
 
 from scam.core import SnapshotPath
-from scam.core.growth import GRID, MIN_EXCESS, growth_evidence, growth_factors
+from scam.core.growth import GRID, MIN_EXCESS, factor_agreement, growth_evidence, growth_factors
 from scam.core.paths import cell_rates
 from scam.datasets._synthetic import branching_growth, gaussian_geodesic, mixture_growth, ornstein_uhlenbeck
 
@@ -119,3 +119,20 @@ def test_growth_seen_but_not_placed_is_reported_not_silenced(branching):
     assert [w.filename for w in rec if "could not be placed" in str(w.message)] == [__file__]  # the caller's line
     assert unplaced.info["growth_evidence"][0]["threshold"] is not None
     assert unplaced.info["growth"] == "none (evidence not placed)" and unplaced.growth_net is None
+
+
+def test_growth_map_of_separate_lineages_does_not_depend_on_the_clustering():
+    """Three well-separated states whose shares change with a growth field: every clustering into
+    states finds the same compartments, so the growth maps of independent clusterings agree."""
+    tc = mixture_growth(1500, times=(0.0, 1.0), means0=((-8.0, 0.0), (0.0, 0.0), (8.0, 0.0)),
+                        growth_slope=(0.08, 0.0), rng=0)
+    z = standardised(tc.xs)
+    gap = growth_evidence(z[0], z[1], rng=np.random.default_rng(0))
+    assert gap.threshold is not None, gap
+    cost = ot.dist(z[0], z[1])
+    agreement = factor_agreement(z[0], z[1], 1.0, 1.0, cost, gap.threshold, rng=np.random.default_rng(0))
+    assert 0.8 < agreement <= 1.0 + 1e-12, agreement
+    # a single state (too few cells to split): every clustering gives every cell one factor, they agree
+    few = factor_agreement(z[0][:60], z[1][:60], 1.0, 1.0, cost[:60, :60], gap.threshold,
+                           rng=np.random.default_rng(0))
+    assert few == 1.0

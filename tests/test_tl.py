@@ -105,6 +105,10 @@ def test_default_fit_records_its_decisions(branching):
     assert np.max(evidence["excess"]) > MIN_EXCESS
     assert params["growth_fit"] == "network"
     assert np.all(np.isfinite(evidence["threshold"]) == (evidence["excess"] > MIN_EXCESS))
+    # where growth was placed, how much independent clusterings' growth maps agree (a correlation)
+    placed = np.isfinite(evidence["threshold"])
+    assert np.all(np.isfinite(evidence["agreement"]) == placed)
+    assert np.all(np.abs(evidence["agreement"][placed]) <= 1.0 + 1e-12)
     before = snapshot(adata)
     adata.obs["prior"] = np.where(adata.obs["branch"] == "proliferating", 0.8, -0.6)
     before = snapshot(adata)

@@ -46,6 +46,7 @@ EVIDENCE_CELLS = 1000  # cells per side in the evidence test (each half of the s
 CELLS_PER_STATE, MAX_STATES = 50, 40  # k-means states of a snapshot
 LINK = 0.1  # a transported flux of this share of the larger state's mass joins two states
 MIN_FACTOR = 0.05  # lowest descendant mass per unit of source mass over one gap (log: -3)
+AGREEMENT_CLUSTERINGS = 6  # independent clusterings compared by factor_agreement
 
 
 @dataclass(frozen=True)
@@ -64,17 +65,22 @@ class GapGrowth:
         Threshold (``x`` the median squared displacement of the balanced plan) at which the
         unbalanced plan destroys ``excess``; ``None`` when there is no evidence of growth beyond the
         change of total mass (``excess <= MIN_EXCESS``).
+    agreement
+        Where growth was placed (:func:`growth_factors`): how much the growth factors of independent
+        clusterings of the snapshots agree (:func:`factor_agreement`, 1: the same map whatever the
+        clustering); ``None`` where no factors were found.
     """
 
     destroyed: tuple[float, ...]
     null: tuple[float, ...]
     excess: float
     threshold: float | None
+    agreement: float | None = None
 
     def to_dict(self) -> dict:
         """Plain dictionary."""
         return {"destroyed": list(self.destroyed), "null": list(self.null), "excess": self.excess,
-                "threshold": self.threshold}
+                "threshold": self.threshold, "agreement": self.agreement}
 
 
 def tv_unbalanced(a, b, cost, threshold):
@@ -230,17 +236,71 @@ def growth_factors(
     ``(n0,)`` array ``f``, ``sum(a * f) = mass1`` up to the lower bound ``MIN_FACTOR``; all ones for
     pure transport between equal masses.
     """
+    n0, n1 = cost.shape
+    if threshold is None:  # no evidence: every cell grows alike (by the change of total mass)
+        return np.full(n0, mass1 / mass0)
+    a, b, moved = _transported(cost, mass0, mass1, threshold)
+    return _compartment_factors(x0, x1, a, b, moved, rng)
+
+
+def factor_agreement(
+    x0: np.ndarray, x1: np.ndarray, mass0: float, mass1: float, cost: np.ndarray, threshold: float,
+    *, rng: np.random.Generator, clusterings: int = AGREEMENT_CLUSTERINGS,
+) -> float:
+    """How much the growth factors of :func:`growth_factors` depend on the clustering into states.
+
+    The compartments of :func:`growth_factors` join states whose exchanged mass crosses ``LINK``. Where
+    cells form separate lineages, every clustering finds the same compartments; along a continuum of
+    states, whether a link crosses the line changes with the clustering, and with it the growth map.
+    The factors of ``clusterings`` independent k-means clusterings (one unbalanced plan) are compared.
+
+    Parameters
+    ----------
+    x0, x1, mass0, mass1, cost, threshold
+        As :func:`growth_factors` (``threshold`` not ``None``).
+    rng
+        Random generator (the clusterings).
+    clusterings
+        Number of independent clusterings.
+
+    Returns
+    -------
+    float
+        Mean Pearson correlation of the log factors over pairs of clusterings (a pair in which both
+        give every cell the same factor agrees: 1; one of them alone: 0). About 1 for separate
+        lineages, near 0 where the map is the clustering's.
+    """
+    a, b, moved = _transported(cost, mass0, mass1, threshold)
+    logs = [np.log(_compartment_factors(x0, x1, a, b, moved, stream)) for stream in rng.spawn(clusterings)]
+    values = []
+    for i in range(len(logs)):
+        for j in range(i + 1, len(logs)):
+            flat_i, flat_j = np.ptp(logs[i]) < 1e-12, np.ptp(logs[j]) < 1e-12
+            if flat_i or flat_j:
+                values.append(float(flat_i and flat_j))
+            else:
+                values.append(float(np.corrcoef(logs[i], logs[j])[0, 1]))
+    return float(np.mean(values))
+
+
+def _transported(cost: np.ndarray, mass0: float, mass1: float, threshold: float):
+    """Uniform masses of the two snapshots and the transported part of their unbalanced plan at
+    ``threshold`` (x the balanced plan's median squared displacement)."""
+    n0, n1 = cost.shape
+    a = np.full(n0, mass0 / n0)
+    b = np.full(n1, mass1 / n1)
+    scale = median_sq_displacement(_emd(a / mass0, b / mass1, cost), cost)
+    return a, b, tv_unbalanced(a, b, cost, threshold * scale)[:n0, :n1]
+
+
+def _compartment_factors(x0, x1, a, b, moved, rng: np.random.Generator) -> np.ndarray:
+    """Growth factors of the source cells from one clustering of both snapshots into states
+    (:func:`growth_factors`); ``moved``: the transported part of the unbalanced plan."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
     from sklearn.neighbors import NearestNeighbors
 
-    n0, n1 = cost.shape
-    if threshold is None:  # no evidence: every cell grows alike (by the change of total mass)
-        return np.full(n0, mass1 / mass0)
-    a = np.full(n0, mass0 / n0)
-    b = np.full(n1, mass1 / n1)
-    scale = median_sq_displacement(_emd(a / mass0, b / mass1, cost), cost)
-    moved = tv_unbalanced(a, b, cost, threshold * scale)[:n0, :n1]
+    mass0, mass1 = a.sum(), b.sum()
     s0, s1 = _states(x0, rng), _states(x1, rng)
     k0, k1 = s0.max() + 1, s1.max() + 1
     m0 = np.bincount(s0, weights=a, minlength=k0)

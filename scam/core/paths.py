@@ -29,7 +29,7 @@ separately (minibatch OT), so memory stays linear in the number of cells.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import ot
@@ -38,7 +38,7 @@ from tqdm import tqdm
 from .._utils import check_types, logger
 from .distributed import per_gap, rank_and_size
 from .graph import GRAPH_MAX_PLAN, along, graph_geodesics, leaves_support, route_keys, routes
-from .growth import GapGrowth, growth_evidence, growth_factors, tv_unbalanced
+from .growth import GapGrowth, factor_agreement, growth_evidence, growth_factors, tv_unbalanced
 from .noise import MomentCorrection, matching_noise
 from .pace import pace_warp
 
@@ -533,11 +533,16 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng, progress=False, graph
         g = plan_rngs[k]
         s0, s1 = _subsample(len(xs[k]), g), _subsample(len(xs[k + 1]), g)
         a, b = np.asarray(xs[k][s0], np.float64), np.asarray(xs[k + 1][s1], np.float64)
-        factors = growth_factors(a, b, masses[k], masses[k + 1], ot.dist(a, b), evidence[k].threshold, rng=g)
-        return plan(k, _extend(xs[k], s0, factors), stream=g)
+        cost, threshold = ot.dist(a, b), evidence[k].threshold
+        factors = growth_factors(a, b, masses[k], masses[k + 1], cost, threshold, rng=g)
+        # spawned streams: the draws of g, and so the plan, are those of a fit without this check
+        agreement = factor_agreement(a, b, masses[k], masses[k + 1], cost, threshold, rng=g.spawn(1)[0])
+        return plan(k, _extend(xs[k], s0, factors), stream=g), agreement
 
     bar = tqdm(total=n_gaps, disable=not progress, desc="couplings (weighted)", leave=False)
-    plans = per_gap(lambda k: evidence_plan(k) if evidence[k].threshold is not None else None, n_gaps)
+    found = per_gap(lambda k: evidence_plan(k) if evidence[k].threshold is not None else (None, None), n_gaps)
+    plans = [p for p, _ in found]
+    evidence = [replace(gap, agreement=agreement) for gap, (_, agreement) in zip(evidence, found)]
     bar.update(sum(p is not None for p in plans))
 
     def informative(rates):

@@ -176,7 +176,10 @@ def action_matching(
         mass on a time grid relative to the first time point; ``observed_times`` and ``observed`` or
         ``prior`` masses) and, with the default coupling, ``'growth_evidence'`` (per gap: ``destroyed``
         and ``null``, the mass fraction unbalanced OT destroys in the data and in a pure-transport null
-        at each threshold of ``grid``; ``excess``; the calibrated ``threshold``, NaN without evidence),
+        at each threshold of ``grid``; ``excess``; the calibrated ``threshold``, NaN without evidence;
+        ``agreement``, where growth was placed, the mean correlation of the growth maps of independent
+        clusterings into states, NaN elsewhere: near 1 for separate lineages, low where the map is the
+        clustering's (docs page "Growth and death")),
         and with exact couplings ``'matching_noise'`` (per gap: the share of the paired cells' mean
         squared displacement that is matching error of the plan, corrected for in the path: near 0 in
         a few dimensions, near 1 where the plans pair cells almost at random; NaN for gaps whose pairs
@@ -306,6 +309,7 @@ def action_matching(
             "grid": np.asarray(GRID, float),
             **{name: np.array([g[name] for g in gaps], float) for name in ("destroyed", "null", "excess")},
             "threshold": np.array([np.nan if g["threshold"] is None else g["threshold"] for g in gaps], float),
+            "agreement": np.array([np.nan if g.get("agreement") is None else g["agreement"] for g in gaps], float),
         }
     choice = model.info["path"]
     entry["path_choice"] = {"held_out": np.asarray(choice["held_out"], float),
