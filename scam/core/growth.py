@@ -270,7 +270,29 @@ def factor_agreement(
         give every cell the same factor agrees: 1; one of them alone: 0). About 1 for separate
         lineages, near 0 where the map is the clustering's.
     """
+    return _agreement(x0, x1, *_transported(cost, mass0, mass1, threshold), rng, clusterings)
+
+
+def placed_growth(
+    x0: np.ndarray, x1: np.ndarray, mass0: float, mass1: float, cost: np.ndarray, threshold: float,
+    *, rng: np.random.Generator,
+) -> tuple[np.ndarray, float]:
+    """:func:`growth_factors` and :func:`factor_agreement` of one gap from one unbalanced plan.
+
+    The agreement's clusterings draw from streams spawned off ``rng``, which leaves the draws of ``rng``
+    itself, and so the factors, as :func:`growth_factors` would give them.
+
+    Returns
+    -------
+    factors, agreement
+    """
     a, b, moved = _transported(cost, mass0, mass1, threshold)
+    agreement = _agreement(x0, x1, a, b, moved, rng.spawn(1)[0], AGREEMENT_CLUSTERINGS)
+    return _compartment_factors(x0, x1, a, b, moved, rng), agreement
+
+
+def _agreement(x0, x1, a, b, moved, rng: np.random.Generator, clusterings: int) -> float:
+    """:func:`factor_agreement` given the transported part ``moved`` of the unbalanced plan."""
     logs = [np.log(_compartment_factors(x0, x1, a, b, moved, stream)) for stream in rng.spawn(clusterings)]
     values = []
     for i in range(len(logs)):

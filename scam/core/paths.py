@@ -38,7 +38,7 @@ from tqdm import tqdm
 from .._utils import check_types, logger
 from .distributed import per_gap, rank_and_size
 from .graph import GRAPH_MAX_PLAN, along, graph_geodesics, leaves_support, route_keys, routes
-from .growth import GapGrowth, factor_agreement, growth_evidence, growth_factors, tv_unbalanced
+from .growth import GapGrowth, growth_evidence, growth_factors, placed_growth, tv_unbalanced
 from .noise import MomentCorrection, matching_noise
 from .pace import pace_warp
 
@@ -533,10 +533,8 @@ def _weighted_plans(xs, times, masses, max_plan_size, rng, progress=False, graph
         g = plan_rngs[k]
         s0, s1 = _subsample(len(xs[k]), g), _subsample(len(xs[k + 1]), g)
         a, b = np.asarray(xs[k][s0], np.float64), np.asarray(xs[k + 1][s1], np.float64)
-        cost, threshold = ot.dist(a, b), evidence[k].threshold
-        factors = growth_factors(a, b, masses[k], masses[k + 1], cost, threshold, rng=g)
-        # spawned streams: the draws of g, and so the plan, are those of a fit without this check
-        agreement = factor_agreement(a, b, masses[k], masses[k + 1], cost, threshold, rng=g.spawn(1)[0])
+        factors, agreement = placed_growth(a, b, masses[k], masses[k + 1], ot.dist(a, b), evidence[k].threshold,
+                                           rng=g)
         return plan(k, _extend(xs[k], s0, factors), stream=g), agreement
 
     bar = tqdm(total=n_gaps, disable=not progress, desc="couplings (weighted)", leave=False)
