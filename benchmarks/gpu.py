@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import scam
-from scam.core import PotentialConfig, PotentialNet, SnapshotPath, action_matching_loss
+from scam.core import ObjectiveConfig, PathConfig, PotentialConfig, PotentialNet, SnapshotPath, action_matching_loss
 from scam.core._utils import resolve_device
 
 HERE = Path(__file__).resolve().parent
@@ -69,14 +69,14 @@ def atlas_fit(dev, n: int) -> dict:
 def throughput(dev, dim: int = 50, batch: int = 256, steps: int = 300) -> dict:
     rng = np.random.default_rng(0)
     xs = [rng.standard_normal((5000, dim)) + k for k in range(3)]
-    path = SnapshotPath(xs, np.array([0.0, 0.5, 1.0]), np.ones(3), coupling="ot", rng=rng).to(dev)
+    path = SnapshotPath(xs, np.array([0.0, 0.5, 1.0]), np.ones(3), PathConfig(coupling="ot"), rng=rng).to(dev)
     cfg = PotentialConfig(dim=dim)
     gen = torch.Generator(device="cpu").manual_seed(0)
 
     def am_step(net, opt, autocast=False):
         b = path.sample(batch, rng)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-            loss, _ = action_matching_loss(net, b, generator=gen)
+            loss, _ = action_matching_loss(net, b, ObjectiveConfig(estimator="boundary"), generator=gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

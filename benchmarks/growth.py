@@ -80,7 +80,7 @@ def uot_prior(adata, masses, *, reg_m: float = 0.1, ot_reg: float = 0.05, seed: 
     (``exp(g dt)``), so a composition change is explained by growth, not by cross-branch transport.
     The last snapshot is never a source: its cells get the previous segment's rate of their nearest source.
     """
-    from scam.core import SnapshotPath
+    from scam.core import PathConfig, SnapshotPath
 
     t_obs = adata.obs["time"].to_numpy()
     times = np.unique(t_obs)
@@ -89,7 +89,7 @@ def uot_prior(adata, masses, *, reg_m: float = 0.1, ot_reg: float = 0.05, seed: 
     pooled = np.concatenate(xs)
     zs = [(v - pooled.mean(0)) / np.sqrt(pooled.var(0).mean()) for v in xs]
     u = (times - times[0]) / (times[-1] - times[0])
-    path = SnapshotPath(zs, u, np.asarray(masses, float), coupling="unbalanced", ot_reg=ot_reg, reg_m=reg_m,
+    path = SnapshotPath(zs, u, np.asarray(masses, float), PathConfig(coupling="unbalanced", ot_reg=ot_reg, reg_m=reg_m),
                         rng=np.random.default_rng(seed))
     out = np.zeros(len(x))
     rates = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import numpy as np
@@ -10,16 +11,14 @@ import pytest
 from scam.core import ObjectiveConfig, OptimConfig, PathConfig, Scaling, SnapshotPath, TrainConfig, build_plan
 
 
-def test_path_defaults_are_defined_once():
-    """build_plan, SnapshotPath and TrainConfig read their path defaults from PathConfig."""
-    cfg = PathConfig()
-    plan_sig = inspect.signature(build_plan).parameters
-    path_sig = inspect.signature(SnapshotPath).parameters
-    for name in ("reg_m", "max_plan_size", "uot_threshold"):
-        assert plan_sig[name].default == getattr(cfg, name)
-    for name in ("ot_reg", "reg_m", "max_plan_size", "uot_threshold"):
-        assert path_sig[name].default == getattr(cfg, name)
-    assert TrainConfig().path == cfg
+def test_path_settings_are_passed_whole():
+    """build_plan and SnapshotPath take a PathConfig whole: no PathConfig field is restated as a keyword."""
+    owned = {f.name for f in dataclasses.fields(PathConfig)}
+    for fn in (build_plan, SnapshotPath):
+        restated = owned & set(inspect.signature(fn).parameters)
+        assert not restated, (fn.__name__, restated)
+        assert "config" in inspect.signature(fn).parameters
+    assert TrainConfig().path == PathConfig()
 
 
 def test_from_flat_routes_each_name_to_its_group():

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from scam.core import SnapshotPath, TrainConfig, fit
+from scam.core import PathConfig, SnapshotPath, TrainConfig, fit
 from scam.core.distributed import on_rank0, per_gap, rank_and_size
 from scam.datasets._synthetic import gaussian_geodesic
 
@@ -33,7 +33,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         squares = per_gap(lambda k: (k, k * k, rank), 5)
         decided = on_rank0(lambda: {"rank": rank})  # every rank gets rank 0's decision
         path = SnapshotPath([x / 2 for x in tc.xs], np.array(tc.times) / tc.times[-1], np.ones(len(tc.xs)),
-                            coupling="ot", rng=np.random.default_rng(0))
+                            PathConfig(coupling="ot"), rng=np.random.default_rng(0))
         model = fit(tc.xs, tc.times, config=TrainConfig.from_flat(**CONFIG), rng=0, progress=False, threads=1)
         x = np.concatenate(tc.xs)
         result = {
@@ -67,7 +67,7 @@ def test_two_gloo_processes_match_one(tmp_path):
     # plans built in parallel are exactly the plans of one process
     tc = _data()
     single_path = SnapshotPath([x / 2 for x in tc.xs], np.array(tc.times) / tc.times[-1], np.ones(len(tc.xs)),
-                               coupling="ot", rng=np.random.default_rng(0))
+                               PathConfig(coupling="ot"), rng=np.random.default_rng(0))
     for res in ranks:
         for (src, tgt, cdf), plan in zip(res["plans"], single_path.plans):
             np.testing.assert_array_equal(src, plan.src)
@@ -98,7 +98,7 @@ def test_two_gloo_processes_match_one(tmp_path):
 def test_progress_bars_count_this_ranks_share(monkeypatch):
     """Under torch.distributed a rank computes items k % K == rank: its bar counts those and closes
     when they are done (it used to wait for all n and never close); one set of bars, on rank 0."""
-    from scam.core import paths
+    from scam.core import couplings
 
     bars = []
 
@@ -113,8 +113,8 @@ def test_progress_bars_count_this_ranks_share(monkeypatch):
         def close(self):
             self.closed = True
 
-    monkeypatch.setattr(paths, "tqdm", FakeBar)
-    monkeypatch.setattr(paths, "rank_and_size", lambda: (1, 2))
-    wrapped = paths._progress(lambda k: k * 10, 5, True, "test")
+    monkeypatch.setattr(couplings, "tqdm", FakeBar)
+    monkeypatch.setattr(couplings, "rank_and_size", lambda: (1, 2))
+    wrapped = couplings.progress_bar(lambda k: k * 10, 5, True, "test")
     assert [wrapped(k) for k in (1, 3)] == [10, 30]  # rank 1 of 2 computes items 1 and 3 of 5
     assert bars[0].total == 2 and bars[0].closed

@@ -7,7 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from scam.core import ActionModel, PotentialConfig, SnapshotPath, TrainConfig, action_matching_loss, fit
+from scam.core import (
+    ActionModel,
+    ObjectiveConfig,
+    PathConfig,
+    PotentialConfig,
+    SnapshotPath,
+    TrainConfig,
+    action_matching_loss,
+    fit,
+)
 from scam.datasets._synthetic import gaussian_geodesic, ornstein_uhlenbeck
 from scam.metrics import gaussian_w2
 
@@ -85,12 +94,12 @@ class _GeodesicPotential(nn.Module):
 def test_loss_is_minimised_by_true_potential(geodesic, geodesic_model):
     """The AM objective is smallest at the true potential: perturbing it raises the loss."""
     z = [(x - geodesic_model.shift) / geodesic_model.scale for x in geodesic.xs]
-    path = SnapshotPath(z, np.array([0.0, 1.0]), np.ones(2), coupling="ot", rng=np.random.default_rng(0))
+    path = SnapshotPath(z, np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="ot"), rng=np.random.default_rng(0))
     batch = path.sample(4000, np.random.default_rng(1))
     losses = {}
     for eps in (0.0, 0.3, -0.3):
         net = _GeodesicPotential(geodesic, geodesic_model, perturb=eps)
-        losses[eps] = float(action_matching_loss(net, batch)[0].detach())
+        losses[eps] = float(action_matching_loss(net, batch, ObjectiveConfig(estimator="boundary"))[0].detach())
     assert losses[0.0] < losses[0.3] - 1e-3
     assert losses[0.0] < losses[-0.3] - 1e-3
 
@@ -179,7 +188,7 @@ def test_unbalanced_path_has_snapshot_masses():
     xs, times, masses, _ = linear_growth(300)
     rng = np.random.default_rng(0)
     for coupling in ("ot", "unbalanced"):
-        path = SnapshotPath(xs, times / times[-1], masses, coupling=coupling, rng=rng)
+        path = SnapshotPath(xs, times / times[-1], masses, PathConfig(coupling=coupling), rng=rng)
         for k in range(len(times) - 1):
             lo, hi = times[k] / times[-1], times[k + 1] / times[-1]
             for u, m in ((lo + 1e-9, masses[k]), (hi - 1e-9, masses[k + 1])):
@@ -194,8 +203,8 @@ def test_brownian_bridge_path_points():
     pair of the first gap is (0, 0) -> (2, 4))."""
     xs = [np.zeros((3, 2)), np.tile([2.0, 4.0], (3, 1)), np.tile([2.0, 4.0], (3, 1))]
     sigma, du, n = 0.8, 0.5, 40000
-    path = SnapshotPath(xs, np.array([0.0, du, 1.0]), np.ones(3), coupling="independent", sigma=sigma,
-                        noise_correction=False, rng=np.random.default_rng(0))
+    config = PathConfig(coupling="independent", noise_correction=False)
+    path = SnapshotPath(xs, np.array([0.0, du, 1.0]), np.ones(3), config, sigma=sigma, rng=np.random.default_rng(0))
     x, w, v, w_dot = path.sample_path(np.full(n, 0.25 * du), np.random.default_rng(1))
     x = x.numpy()
     assert v is None
@@ -346,11 +355,11 @@ def test_tiny_entropic_regularisation_falls_back_to_exact_ot():
 
     rng = np.random.default_rng(0)
     x0, x1 = rng.normal(size=(40, 3)), rng.normal(size=(40, 3)) + 1.0
-    exact = build_plan(x0, x1, 1.0, 1.0, coupling="ot", rng=np.random.default_rng(0))
-    tiny = build_plan(x0, x1, 1.0, 1.0, coupling="sinkhorn", reg=1e-4, rng=np.random.default_rng(0))
+    exact = build_plan(x0, x1, 1.0, 1.0, PathConfig(coupling="ot"), rng=np.random.default_rng(0))
+    tiny = build_plan(x0, x1, 1.0, 1.0, PathConfig(coupling="sinkhorn"), reg=1e-4, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(tiny.src, exact.src)
     np.testing.assert_array_equal(tiny.tgt, exact.tgt)
-    blurred = build_plan(x0, x1, 1.0, 1.0, coupling="sinkhorn", reg=2.0, rng=np.random.default_rng(0))
+    blurred = build_plan(x0, x1, 1.0, 1.0, PathConfig(coupling="sinkhorn"), reg=2.0, rng=np.random.default_rng(0))
     assert blurred.n_pairs > 3 * exact.n_pairs  # a real entropic plan spreads mass over many pairs
 
 

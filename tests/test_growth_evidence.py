@@ -11,9 +11,9 @@ import numpy as np
 import ot
 import pytest
 
-from scam.core import SnapshotPath
+from scam.core import PathConfig, SnapshotPath
 from scam.core.growth import GRID, MIN_EXCESS, factor_agreement, growth_evidence, growth_factors
-from scam.core.paths import cell_rates
+from scam.core.growth_plans import cell_rates
 from scam.datasets._synthetic import branching_growth, gaussian_geodesic, mixture_growth, ornstein_uhlenbeck
 
 
@@ -37,8 +37,9 @@ def test_pure_transport_shows_no_growth(xs):
     assert len(gap.destroyed) == len(gap.null) == len(GRID)
     assert gap.destroyed[0] > 0.05  # the statistic alone would call this growth
     assert abs(gap.excess) < MIN_EXCESS and gap.threshold is None, gap
-    path = SnapshotPath(z, np.array([0.0, 1.0]), np.ones(2), coupling="weighted", rng=np.random.default_rng(0))
-    balanced = SnapshotPath(z, np.array([0.0, 1.0]), np.ones(2), coupling="ot", rng=np.random.default_rng(0))
+    ends = np.array([0.0, 1.0])
+    path = SnapshotPath(z, ends, np.ones(2), PathConfig(coupling="weighted"), rng=np.random.default_rng(0))
+    balanced = SnapshotPath(z, ends, np.ones(2), PathConfig(coupling="ot"), rng=np.random.default_rng(0))
     assert not path.changes_mass
     np.testing.assert_allclose(path.plans[0].cdf[-1], 1.0)
     assert path.plans[0].n_pairs == balanced.plans[0].n_pairs
@@ -73,7 +74,7 @@ def test_weighted_path_inherits_rates_where_the_data_say_nothing(branching):
     targets have in the next one, so the branches already grow and die at different rates there."""
     tc, z = branching
     u = tc.times / tc.times[-1]
-    path = SnapshotPath(z, u, np.ones(len(z)), coupling="weighted", rng=np.random.default_rng(0))
+    path = SnapshotPath(z, u, np.ones(len(z)), PathConfig(coupling="weighted"), rng=np.random.default_rng(0))
     assert path.growth[0].threshold is None and any(g.threshold is not None for g in path.growth[1:])
     rates = cell_rates(path.plans[0], len(z[0]), u[1] - u[0], "target")
     b1 = tc.info["branch"][1]

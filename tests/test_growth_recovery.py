@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scam.core import SnapshotPath
+from scam.core import PathConfig, SnapshotPath
 from scam.datasets._synthetic import branching_growth
 
 
@@ -41,10 +41,10 @@ def _cross_branch_mass(tc, path):
 def test_default_coupling_moves_mass_across_branches(branching):
     zs, u = _internal(branching)
     rng = np.random.default_rng(0)
-    ot = SnapshotPath(zs, u, branching.masses, coupling="ot", rng=rng)
-    uot = SnapshotPath(zs, u, branching.masses, coupling="unbalanced", ot_reg=0.05, reg_m=0.1, rng=rng)
+    ot = SnapshotPath(zs, u, branching.masses, PathConfig(coupling="ot"), rng=rng)
+    uot = SnapshotPath(zs, u, branching.masses, PathConfig(coupling="unbalanced", ot_reg=0.05, reg_m=0.1), rng=rng)
     prior = [branching.growth_rate(x, 0.0) * branching.times[-1] for x in branching.xs]
-    weighted = SnapshotPath(zs, u, branching.masses, coupling="ot", log_growth=prior, rng=rng)
+    weighted = SnapshotPath(zs, u, branching.masses, PathConfig(coupling="ot"), log_growth=prior, rng=rng)
     c_ot, c_uot, c_w = (_cross_branch_mass(branching, p) for p in (ot, uot, weighted))
     # the composition shift (branch 0: 50% -> 67% -> 80% -> 89% -> 94%) is made by transport
     assert c_ot[0] > 0.1 and c_ot.sum() > 0.3, c_ot

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from scam.core import PotentialConfig, SnapshotPath, TrainConfig, action_matching_loss, fit
+from scam.core import ObjectiveConfig, PathConfig, PotentialConfig, SnapshotPath, TrainConfig, action_matching_loss, fit
 from scam.core.network import PotentialNet
 from scam.datasets._synthetic import branching_growth, gaussian_geodesic
 
@@ -33,7 +33,8 @@ def loss_mean_and_se(net, path, estimator, growth_weight, n_batches=30, batch=80
     vals = []
     for _ in range(n_batches):
         b = path.sample(batch, rng)
-        loss, _ = action_matching_loss(net, b, growth_weight=growth_weight, estimator=estimator, growth_net=growth_net)
+        loss, _ = action_matching_loss(net, b, ObjectiveConfig(growth_weight=growth_weight, estimator=estimator),
+                                       growth_net=growth_net)
         vals.append(float(loss.detach()))
     return np.mean(vals), np.std(vals, ddof=1) / np.sqrt(n_batches)
 
@@ -52,8 +53,8 @@ def test_pathwise_and_boundary_estimators_agree(snapshots, coupling, unequal, gr
     masses = masses if unequal else np.ones(len(xs))
     # (without the matching-noise correction, whose pairs end at their kept targets: fit uses it with
     # the pathwise estimator only)
-    path = SnapshotPath(xs, times, masses, coupling=coupling, uot_threshold=1.0, rng=np.random.default_rng(0),
-                        noise_correction=False)
+    path = SnapshotPath(xs, times, masses, PathConfig(coupling=coupling, uot_threshold=1.0, noise_correction=False),
+                        rng=np.random.default_rng(0))
     if coupling != "sinkhorn":  # (Sinkhorn's marginals are exact only to its tolerance)
         assert path.changes_mass == (growth_weight > 0)
     net = random_potential()
@@ -69,7 +70,7 @@ def gradient_variance(net, path, estimator, n_batches=60, batch=256):
     rng = np.random.default_rng(5)
     grads = []
     for _ in range(n_batches):
-        loss, _ = action_matching_loss(net, path.sample(batch, rng), estimator=estimator)
+        loss, _ = action_matching_loss(net, path.sample(batch, rng), ObjectiveConfig(estimator=estimator))
         grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(net.parameters()))]).numpy())
     return float(np.var(np.array(grads), axis=0).sum())
 
@@ -82,7 +83,7 @@ def test_pathwise_gradients_are_quieter_near_the_optimum():
     model = fit(tc.xs, tc.times, network=PotentialConfig(dim=2, hidden=64), config=TrainConfig.from_flat(n_steps=800),
                 rng=0, progress=False)
     z = [(x - model.shift) / model.scale for x in tc.xs]
-    path = SnapshotPath(z, np.array([0.0, 1.0]), np.ones(2), coupling="ot", rng=np.random.default_rng(0))
+    path = SnapshotPath(z, np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="ot"), rng=np.random.default_rng(0))
     net = model.net
     for p in net.parameters():
         p.requires_grad_(True)
@@ -99,7 +100,8 @@ def test_estimator_resolution_and_errors(snapshots):
     with pytest.raises(ValueError, match="Unknown estimator"):
         TrainConfig.from_flat(estimator="mc")
     xs, times, _ = snapshots
-    noisy = SnapshotPath(xs, times, np.ones(3), coupling="sinkhorn", sigma=0.3, rng=np.random.default_rng(0))
+    noisy = SnapshotPath(xs, times, np.ones(3), PathConfig(coupling="sinkhorn"), sigma=0.3,
+                         rng=np.random.default_rng(0))
     batch = noisy.sample(16, np.random.default_rng(0))
     with pytest.raises(ValueError, match="deterministic path"):
-        action_matching_loss(random_potential(), batch, sigma=0.3, estimator="pathwise")
+        action_matching_loss(random_potential(), batch, ObjectiveConfig(sigma=0.3, estimator="pathwise"))

@@ -12,7 +12,7 @@ from scam.core.noise import (
     snapshot_moments,
     wiener_factor,
 )
-from scam.core.paths import SnapshotPath
+from scam.core.paths import PathConfig, SnapshotPath
 
 
 def _drift(n, d, seed=0, speed=0.5):
@@ -98,9 +98,10 @@ def test_drifting_cloud_in_50_dims_gets_the_drift_back():
     sqrt(2 d / n) = 18% at this size) and the path keeps the clouds' spread."""
     d = 50
     x0, x1, c = _drift(3000, d, speed=1.0)
-    path = SnapshotPath([x0, x1], np.array([0.0, 1.0]), np.ones(2), coupling="ot", rng=np.random.default_rng(0))
-    raw = SnapshotPath([x0, x1], np.array([0.0, 1.0]), np.ones(2), coupling="ot", rng=np.random.default_rng(0),
-                       noise_correction=False)
+    path = SnapshotPath([x0, x1], np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="ot"),
+                        rng=np.random.default_rng(0))
+    raw = SnapshotPath([x0, x1], np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="ot", noise_correction=False),
+                       rng=np.random.default_rng(0))
     assert path.corrections[0].noise_share > 0.9
     assert raw.corrections is None
     u = np.full(4000, 0.5)
@@ -122,12 +123,13 @@ def test_exact_pairs_in_two_dims_are_left_almost_untouched():
     x0 = rng.standard_normal((n, 2)) * 0.3
     x1 = x0 + np.where(rng.random(n) < 0.5, 1.0, -1.0)[:, None] * np.array([2.0, 0.0]) + [0.0, 1.0]
     x1 = x1[rng.permutation(n)]
-    path = SnapshotPath([x0, x1], np.array([0.0, 1.0]), np.ones(2), coupling="ot", rng=np.random.default_rng(0))
+    path = SnapshotPath([x0, x1], np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="ot"),
+                        rng=np.random.default_rng(0))
     corr = path.corrections[0]
     assert corr.noise_share < 0.05
     assert corr.wiener[0, 0] > 0.95
-    raw = SnapshotPath([x0, x1], np.array([0.0, 1.0]), np.ones(2), coupling="ot", rng=np.random.default_rng(0),
-                       noise_correction=False)
+    raw = SnapshotPath([x0, x1], np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="ot", noise_correction=False),
+                       rng=np.random.default_rng(0))
     u = np.random.default_rng(2).random(3000)
     x, _, _, _ = path.sample_path(u, np.random.default_rng(3))
     xr, _, _, _ = raw.sample_path(u, np.random.default_rng(3))

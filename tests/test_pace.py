@@ -7,11 +7,13 @@ import pytest
 
 import scam
 from scam._utils import side_stream
-from scam.core import PathConfig, SnapshotPath, TrainConfig, choose_path, fit, pace_warp
+from scam.core import PathChoice, PathConfig, SnapshotPath, TrainConfig, choose_path, fit, pace_warp
 from scam.core.graph import along, graph_geodesics, leaves_support, off_support_share, route_keys, routes
 from scam.core.pace import PACE_GRID
 from scam.datasets import arc_transport, asynchronous_transition, gaussian_geodesic
 from scam.metrics import wasserstein
+
+GRAPH = PathChoice.every_gap("graph", 1, "graph routes")
 
 
 def test_pace_warp_properties():
@@ -82,7 +84,7 @@ def test_graph_routes_follow_the_ring():
 
 def test_graph_path_velocity_is_the_derivative_of_its_points():
     arc = arc_transport(300, times=(0.0, 1.0), rng=2)
-    path = SnapshotPath(arc.xs, np.array([0.0, 1.0]), np.ones(2), coupling="ot", graph=True,
+    path = SnapshotPath(arc.xs, np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="ot"), choice=GRAPH,
                         rng=np.random.default_rng(0))
     u, h = np.linspace(0.05, 0.95, 500), 1e-5
     x_lo, _, _, _ = path.sample_path(u - h, np.random.default_rng(3))
@@ -92,7 +94,10 @@ def test_graph_path_velocity_is_the_derivative_of_its_points():
     close = np.linalg.norm(fd - v.double().numpy(), axis=1) <= 1e-2 * np.linalg.norm(v.double().numpy(), axis=1) + 1e-3
     assert close.mean() > 0.97  # all but the samples whose two points straddle a node of their route
     with pytest.raises(ValueError, match="sigma=0"):
-        SnapshotPath(arc.xs, np.array([0.0, 1.0]), np.ones(2), coupling="sinkhorn", graph=True, sigma=0.1,
+        SnapshotPath(arc.xs, np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="ot"), choice=GRAPH, sigma=0.1,
+                     rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="explicit pairs"):
+        SnapshotPath(arc.xs, np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="sinkhorn"), choice=GRAPH,
                      rng=np.random.default_rng(0))
 
 
@@ -102,8 +107,9 @@ def test_graph_routes_with_mass_changing_couplings(coupling):
     (several exact plans per gap) keep every route's ends at its own pair."""
     arc = arc_transport(600, times=(0.0, 1.0), rng=5)
     xs = [arc.xs[0][:300], arc.xs[1]]  # unequal sizes: two chunks of unequal halves
-    path = SnapshotPath(xs, np.array([0.0, 1.0]), np.array([1.0, 1.5]), coupling=coupling, graph=True,
-                        max_plan_size=60_000, rng=np.random.default_rng(0))
+    config = PathConfig(coupling=coupling, max_plan_size=60_000)
+    path = SnapshotPath(xs, np.array([0.0, 1.0]), np.array([1.0, 1.5]), config, choice=GRAPH,
+                        rng=np.random.default_rng(0))
     plan = path.plans[0]
     assert plan.route_ptr is not None and len(plan.route_ptr) == plan.n_pairs + 1
     moving = np.ones(plan.n_pairs, bool) if plan.kind is None else plan.kind == 0
@@ -147,7 +153,8 @@ def test_graph_routes_only_where_lines_leave_the_data():
     arc = arc_transport(500, times=(0.0, 1.0), rng=8).xs
     hops = {}
     for name, xs in (("blob", blob), ("arc", arc)):
-        plan = SnapshotPath(xs, np.array([0.0, 1.0]), np.ones(2), coupling="ot", graph=True, rng=rng).plans[0]
+        plan = SnapshotPath(xs, np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="ot"), choice=GRAPH,
+                            rng=rng).plans[0]
         n_nodes = np.diff(plan.route_ptr)
         line = n_nodes == 2
         off = leaves_support(np.concatenate(xs), xs[0][plan.src], xs[1][plan.tgt])
@@ -192,8 +199,9 @@ def test_asynchronous_path_reproduces_the_process_marginal():
     ends, inner = [tc.xs[0], tc.xs[2]], tc.xs[1]
     scores = {}
     for spread in (0.0, 1.5):
-        path = SnapshotPath(ends, np.array([0.0, 1.0]), np.ones(2), coupling="ot", noise_correction=False,
-                            pace_spread=spread, rng=np.random.default_rng(0))
+        choice = PathChoice.every_gap("asynchronous" if spread else "straight", 1, "test", pace_spread=spread)
+        path = SnapshotPath(ends, np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="ot", noise_correction=False),
+                            choice=choice, rng=np.random.default_rng(0))
         x, w, v, _ = path.sample_path(np.full(4000, 0.4), np.random.default_rng(1))
         scores[spread] = wasserstein(x.numpy(), inner, p=1)
         assert v is not None and np.all(np.isfinite(v.numpy()))

@@ -7,9 +7,9 @@ import numpy as np
 import ot
 import pytest
 
-from scam.core import PotentialConfig, SnapshotPath, TrainConfig, fit
+from scam.core import PathConfig, PotentialConfig, SnapshotPath, TrainConfig, fit
+from scam.core.couplings import build_plan
 from scam.core.growth import tv_unbalanced
-from scam.core.paths import build_plan
 
 SHIFT = np.array([1.0, 0.0])
 
@@ -72,7 +72,7 @@ def test_tv_unbalanced_equal_masses_matches_the_dummy_cell_lp():
 def test_uot_plan_destroys_the_far_cluster():
     """Cells with no counterpart within the threshold die; the rest move one to one."""
     x0, x1 = dying_cluster(100)
-    plan = build_plan(x0, x1, 1.0, 0.5, coupling="uot", uot_threshold=3.0, rng=np.random.default_rng(0))
+    plan = build_plan(x0, x1, 1.0, 0.5, PathConfig(coupling="uot", uot_threshold=3.0), rng=np.random.default_rng(0))
     pairs, dead, born = plan.kind == 0, plan.kind == 1, plan.kind == 2
     p = np.diff(np.r_[0.0, plan.cdf])
     np.testing.assert_allclose(p[dead].sum(), 0.5, atol=1e-9)  # all of D (mass 1/2) dies
@@ -86,7 +86,7 @@ def test_uot_plan_destroys_the_far_cluster():
 def test_uot_large_threshold_is_balanced_ot():
     rng = np.random.default_rng(1)
     x0, x1 = rng.standard_normal((60, 2)), rng.standard_normal((60, 2)) + 1
-    plan = build_plan(x0, x1, 1.0, 1.0, coupling="uot", uot_threshold=1e6, rng=np.random.default_rng(0))
+    plan = build_plan(x0, x1, 1.0, 1.0, PathConfig(coupling="uot", uot_threshold=1e6), rng=np.random.default_rng(0))
     assert np.all(plan.kind == 0)
     exact = ot.emd2(np.full(60, 1 / 60), np.full(60, 1 / 60), ot.dist(x0, x1))
     p = np.diff(np.r_[0.0, plan.cdf])
@@ -97,7 +97,7 @@ def test_uot_path_masses_follow_fisher_rao_profile():
     """Mass estimator of the path: snapshot masses at the ends, 1/2 + 1/2 (1 - u)^2 in between."""
     x0, x1 = dying_cluster(200)
     rng = np.random.default_rng(0)
-    path = SnapshotPath([x0, x1], np.array([0.0, 1.0]), np.array([1.0, 0.5]), coupling="uot", rng=rng)
+    path = SnapshotPath([x0, x1], np.array([0.0, 1.0]), np.array([1.0, 0.5]), PathConfig(coupling="uot"), rng=rng)
     for u in (1e-9, 0.25, 0.5, 0.75, 1 - 1e-9):
         x, w, *_ = path.sample_path(np.full(40000, u), rng)
         x, w = x.numpy(), w.numpy()

@@ -151,11 +151,8 @@ def hutchinson_laplacian(gx: torch.Tensor, x: torch.Tensor, probes: torch.Tensor
 def action_matching_loss(
     net: nn.Module,
     batch: PathBatch,
+    objective: ObjectiveConfig | None = None,
     *,
-    sigma: float = 0.0,
-    growth_weight: float = 0.0,
-    estimator: str = "boundary",
-    n_probes: int = 1,
     generator: torch.Generator | None = None,
     growth_net: nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -182,16 +179,14 @@ def action_matching_loss(
     batch
         Samples of the path and of the first and last snapshot (``"pathwise"``: with ``v`` and
         ``w_dot``).
-    sigma
-        Diffusion coefficient in internal units; ``> 0`` adds ``sigma^2/2 lap s`` (entropic AM).
-    growth_weight
-        Without ``growth_net``: ``lambda``, ``> 0`` adds ``lambda/2 s^2`` (the paper's unbalanced AM,
-        growth rate ``lambda s``). With ``growth_net``: the weight of ``L_g`` in the sum (it does not
-        change either minimiser).
-    estimator
-        ``"boundary"`` or ``"pathwise"`` (see above).
-    n_probes
-        Number of Rademacher probes of the Hutchinson estimator.
+    objective
+        What the loss asks, in internal units (default: balanced, deterministic, ``"auto"`` estimator):
+        ``sigma`` the diffusion coefficient, ``> 0`` adds ``sigma^2/2 lap s`` (entropic AM);
+        ``growth_weight`` without ``growth_net``: ``lambda``, ``> 0`` adds ``lambda/2 s^2`` (the paper's
+        unbalanced AM, growth rate ``lambda s``), with ``growth_net``: the weight of ``L_g`` in the sum
+        (it does not change either minimiser); ``estimator`` (``"auto"`` resolved by
+        :meth:`ObjectiveConfig.resolved_estimator`); ``n_probes``, Rademacher probes of the Hutchinson
+        estimator. ``growth_model`` is the fit's business (whether ``growth_net`` is given).
     generator
         Torch generator (CPU) for the probes.
     growth_net
@@ -206,8 +201,9 @@ def action_matching_loss(
         Values of the boundary and integral terms, for logging (boundary terms are 0 for
         ``"pathwise"``), and ``growth`` (``L_g``, 0 without ``growth_net``).
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"Unknown estimator {estimator!r}; choose one of {ESTIMATORS}.")
+    objective = objective or ObjectiveConfig()
+    sigma, growth_weight, n_probes = objective.sigma, objective.growth_weight, objective.n_probes
+    estimator = objective.resolved_estimator()
     if growth_net is not None:
         if batch.w_dot is None:
             raise ValueError("A separate growth network needs the path's mass derivatives (`batch.w_dot`).")

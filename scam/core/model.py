@@ -25,6 +25,8 @@ def _float64(values: torch.Tensor) -> np.ndarray:
     """A (detached) tensor as a float64 numpy array on the CPU."""
     return values.cpu().numpy().astype(np.float64)
 
+FIELD_CHUNK = 16384  # cells per network evaluation when fields are evaluated over a whole atlas
+
 
 class ActionModel:
     """Learned dynamics ``dx = grad phi(t, x) dt + sigma dW`` with growth rate ``g(t, x)``.
@@ -223,6 +225,43 @@ class ActionModel:
             self.scaling.velocity(_float64(g)),
             np.zeros(len(z)) if growth is None else self.scaling.growth(_float64(growth)),
         )
+
+    def fields_chunked(self, x, t, *, chunk: int = FIELD_CHUNK, progress: bool = False):
+        """:meth:`fields` over many cells, ``chunk`` cells at a time (memory bounded by the chunk).
+
+        Parameters
+        ----------
+        x
+            Cells, ``(n, d)``.
+        t
+            One time per cell, ``(n,)``.
+        chunk
+            Cells per network evaluation.
+        progress
+            Show a tqdm bar (from four chunks on).
+
+        Returns
+        -------
+        ``(potential (n,), velocity (n, d) in the dtype of x when floating, growth rate (n,))``.
+        """
+        from tqdm import tqdm
+
+        x = np.asarray(x)
+        t = np.asarray(t, dtype=np.float64)
+        potential, growth = np.empty(len(x)), np.empty(len(x))
+        velocity = np.empty(x.shape, dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
+        starts = range(0, len(x), chunk)
+        for s in tqdm(starts, disable=not progress or len(starts) < 4, desc="velocity, potential, growth", leave=False):
+            sel = slice(s, s + chunk)
+            potential[sel], velocity[sel], growth[sel] = self.fields(x[sel], t[sel])
+        return potential, velocity, growth
+
+    @property
+    def report(self):
+        """What the fit decided and measured, typed (:class:`~scam.core.report.FitReport`, read from ``info``)."""
+        from .report import FitReport
+
+        return FitReport.from_info(self.info)
 
     def growth_rate(self, x, t) -> np.ndarray:
         """Growth rate ``g(t, x)`` per time unit (``d log mass / dt``); zeros for balanced models.

@@ -20,14 +20,20 @@ cells moving at different paces, and the change is left to growth, whose rates u
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import ot
 
-from .distributed import per_gap
+from .._utils import side_stream
+from .couplings import explicit_pairs
+from .distributed import on_rank0, per_gap
 from .graph import SUPPORT_MAJORITY, off_support_share
+from .interpolants import INTERPOLANTS, Interpolant
 from .pace import PACE_GRID
-from .paths import SnapshotPath
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .train import TrainConfig
 
 VALIDATION_CELLS = 1000  # cells per snapshot in each validation draw
 VALIDATION_REPEATS = 3  # independent draws per held-out inner time point
@@ -54,8 +60,8 @@ class PathChoice:
     ratio
         ``(n_held_out * repeats, n_candidates)``: held-out W1 relative to the straight path's.
     gaps
-        The path of each gap (``"straight"``, ``"graph"``, ...): chosen gap by gap with
-        ``path="support"``, filled with ``path`` by the fit otherwise; empty: every gap takes ``path``.
+        The family of each gap (a name of :data:`~scam.core.interpolants.INTERPOLANTS`: ``"straight"``,
+        ``"graph"``, ...): chosen gap by gap with ``path="support"``, ``path`` on every gap otherwise.
     off_support
         ``path="support"``: per gap, the share of the straight interpolation off the snapshots'
         support (:func:`scam.core.off_support_share`).
@@ -79,10 +85,19 @@ class PathChoice:
             "gaps": list(self.gaps), "off_support": list(map(float, self.off_support)),
         }
 
+    @classmethod
+    def every_gap(cls, path: str, n_gaps: int, reason: str, pace_spread: float = 0.0, **evidence) -> PathChoice:
+        """One family for every one of ``n_gaps`` gaps."""
+        return cls(path, float(pace_spread), reason, gaps=[path] * n_gaps, **evidence)
+
+    def interpolant(self, k: int) -> Interpolant:
+        """The interpolant of gap ``k`` (its family with the parameters chosen here)."""
+        return INTERPOLANTS[self.gaps[k]].from_choice(self)
+
     @property
-    def graph_gaps(self) -> list[bool] | bool:
-        """Which gaps follow graph routes: one flag per gap, or one for all."""
-        return [g == "graph" for g in self.gaps] if self.gaps else self.path == "graph"
+    def route_gaps(self) -> list[bool]:
+        """Per gap: whether its pairs follow routes through the data (its coupling then keeps routes)."""
+        return [INTERPOLANTS[g].routes for g in self.gaps]
 
 
 def support_choice(xs: list[np.ndarray], rng: np.random.Generator) -> PathChoice:
@@ -108,6 +123,64 @@ def support_choice(xs: list[np.ndarray], rng: np.random.Generator) -> PathChoice
     reason = (f"path='support': share of each gap's straight interpolation off the snapshots' support {listed}; "
               f"graph routes where it is above {SUPPORT_MAJORITY:g}")
     return PathChoice("graph" if "graph" in gaps else "straight", 0.0, reason, gaps=gaps, off_support=shares)
+
+
+def resolve_path(config: TrainConfig, xs: list[np.ndarray], times: np.ndarray, *, changes_mass: bool,
+                 rng: np.random.Generator) -> PathChoice:
+    """The one decision of how pairs move through each gap, and why (:attr:`PathConfig.path
+    <scam.core.paths.PathConfig.path>`).
+
+    ``"support"``: graph routes for the gaps whose straight interpolation mostly leaves the data
+    (:func:`support_choice`), straight for entropic paths and couplings without explicit pairs; a family
+    name: that family on every gap; ``"auto"`` and ``"asynchronous"`` without a ``pace_spread``: validated
+    on held-out inner time points (:func:`choose_path`; decided on rank 0 under torch.distributed).
+    Randomness comes from side streams of ``rng`` (:func:`scam._utils.side_stream`): the fit's own
+    streams are the same whatever is decided.
+
+    Parameters
+    ----------
+    config
+        Training settings with the coupling resolved (``config.path.coupling`` not ``"auto"``).
+    xs
+        Snapshots (internal units), sorted by time.
+    times
+        Their times.
+    changes_mass
+        Whether the path will change mass (asynchronous candidates are then left out of ``"auto"``:
+        changes in make-up are left to growth).
+    rng
+        The fit's generator (only side streams are drawn).
+
+    Returns
+    -------
+    PathChoice
+        With ``gaps`` filled: one family per gap.
+    """
+    pc, sigma, n_gaps = config.path, config.objective.sigma, len(xs) - 1
+    if pc.path == "support":
+        if sigma > 0:
+            return PathChoice.every_gap("straight", n_gaps,
+                                        "path='support' with an entropic path (sigma > 0): straight")
+        if not explicit_pairs(pc.coupling):
+            return PathChoice.every_gap(
+                "straight", n_gaps, f"path='support' with coupling={pc.coupling!r} (no explicit pairs): straight")
+        return support_choice(xs, side_stream(rng, 0))
+    if pc.path == "asynchronous" and pc.pace_spread is not None:
+        return PathChoice.every_gap("asynchronous", n_gaps, "path='asynchronous' with the given pace_spread",
+                                    pace_spread=pc.pace_spread)
+    if pc.path not in ("auto", "asynchronous"):
+        return PathChoice.every_gap(pc.path, n_gaps, f"path={pc.path!r}")
+    if pc.path == "auto" and sigma > 0:
+        return PathChoice.every_gap(
+            "straight", n_gaps, "entropic path (sigma > 0): the Brownian bridge spreads the pairs; straight")
+    stream = side_stream(rng, 1)
+    if pc.path == "asynchronous":
+        return on_rank0(lambda: choose_path(xs, times, stream, only="asynchronous"))
+    choice = on_rank0(lambda: choose_path(xs, times, stream, asynchronous=not changes_mass,
+                                          graph=explicit_pairs(pc.coupling)))
+    if changes_mass:
+        choice.reason += "; asynchronous paths left out: the path changes mass (changes in make-up are left to growth)"
+    return choice
 
 
 def _w1(points: np.ndarray, target: np.ndarray) -> float:
@@ -140,20 +213,26 @@ def candidate_scores(x0, x1, held, tau: float, candidates: list[str], rng: np.ra
     numpy.ndarray
         One W1 per candidate.
     """
-    times, ones = np.array([0.0, 1.0]), np.ones(2)
-    paths = {}
+    from .paths import PathConfig, SnapshotPath
+
+    times, ones, config = np.array([0.0, 1.0]), np.ones(2), PathConfig(coupling="ot", noise_correction=False)
+    paths = {}  # one coupling per kind of pairing (straight pairs or routes), shared by the families using it
     out = []
     for label in candidates:
-        kind, _, spread = label.partition(" ")
-        graph = kind == "graph"
-        if graph not in paths:
-            paths[graph] = SnapshotPath([x0, x1], times, ones, coupling="ot", noise_correction=False, graph=graph,
-                                        rng=rng)
-        path = paths[graph]
-        path.pace_spread = float(spread) if spread else 0.0
+        choice = _candidate(label)
+        routes = choice.route_gaps[0]
+        if routes not in paths:
+            paths[routes] = SnapshotPath([x0, x1], times, ones, config, choice=choice, rng=rng)
+        path = paths[routes].with_choice(choice)
         x, _, _, _ = path.sample_path(np.full(_SAMPLES, tau), rng)
         out.append(_w1(x.cpu().numpy().astype(np.float64), held))
     return np.asarray(out)
+
+
+def _candidate(label: str) -> PathChoice:
+    """The one-gap path a candidate label stands for (``"asynchronous 1.5"``: family and spread)."""
+    family, _, spread = label.partition(" ")
+    return PathChoice.every_gap(family, 1, label, pace_spread=float(spread) if spread else 0.0)
 
 
 def choose_path(xs: list[np.ndarray], times: np.ndarray, rng: np.random.Generator, *,
@@ -178,12 +257,14 @@ def choose_path(xs: list[np.ndarray], times: np.ndarray, rng: np.random.Generato
     -------
     PathChoice
     """
-    times = np.asarray(times, dtype=np.float64)
+    times, n_gaps = np.asarray(times, dtype=np.float64), len(xs) - 1
     if only == "asynchronous" and len(xs) < 3:
         spread = PACE_GRID[len(PACE_GRID) // 2]
-        return PathChoice("asynchronous", spread, f"two time points: nothing to validate on; spread {spread:g}")
+        return PathChoice.every_gap("asynchronous", n_gaps,
+                                    f"two time points: nothing to validate on; spread {spread:g}", pace_spread=spread)
     if len(xs) < 3:
-        return PathChoice("straight", 0.0, "two time points: no inner one to validate the path on; straight")
+        return PathChoice.every_gap("straight", n_gaps,
+                                    "two time points: no inner one to validate the path on; straight")
     candidates = ["straight"]
     if asynchronous or only == "asynchronous":
         candidates += [f"asynchronous {s:g}" for s in PACE_GRID]
@@ -211,5 +292,6 @@ def choose_path(xs: list[np.ndarray], times: np.ndarray, rng: np.random.Generato
         reason = f"held-out inner time points: nothing beats the straight path by 2 standard errors (best: {evidence})"
     else:
         reason = f"held-out inner time points: {evidence}"
-    kind, _, spread = label.partition(" ")
-    return PathChoice(kind, float(spread) if spread else 0.0, reason, held_out, candidates, ratio)
+    chosen = _candidate(label)
+    return PathChoice.every_gap(chosen.path, n_gaps, reason, pace_spread=chosen.pace_spread, held_out=held_out,
+                                candidates=candidates, ratio=ratio)

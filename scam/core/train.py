@@ -12,15 +12,19 @@ import numpy as np
 import torch
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from .._utils import caller_stacklevel, check_types, logger, make_rng, side_stream
+from .._utils import caller_stacklevel, check_types, logger, make_rng
 from . import distributed
 from ._utils import cpu_threads, resolve_device, torch_generator, torch_threads
+from .couplings import explicit_pairs
+from .growth_plans import gap_evidence
+from .interpolants import INTERPOLANTS
 from .losses import ObjectiveConfig, action_matching_loss
 from .model import ActionModel
 from .network import PotentialConfig, PotentialNet
 from .noise import snapshot_moments
-from .path_choice import PathChoice, choose_path, support_choice
+from .path_choice import resolve_path
 from .paths import PathConfig, SnapshotPath
+from .report import FitReport
 from .scaling import Scaling
 
 GROWTH_HIDDEN, GROWTH_LAYERS = 64, 2  # the growth network: smaller than the potential (a smooth rate)
@@ -126,11 +130,13 @@ class TrainConfig:
         for name, cls in _GROUPS.items():
             if not isinstance(getattr(self, name), cls):
                 raise TypeError(f"TrainConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}.")
-        if self.path.path == "graph":
+        family = INTERPOLANTS.get(self.path.path)
+        if family is not None and family.routes:
             if self.objective.sigma > 0:
-                raise ValueError("path='graph' follows deterministic routes; it needs sigma=0 (or path='straight').")
-            if self.path.coupling not in ("auto", "ot", "weighted", "uot"):
-                raise ValueError(f"path='graph' needs a coupling with explicit pairs ('ot', 'weighted' or 'uot'), "
+                raise ValueError(f"path={self.path.path!r} follows deterministic routes; it needs sigma=0 "
+                                 "(or path='straight').")
+            if self.path.coupling != "auto" and not explicit_pairs(self.path.coupling):
+                raise ValueError(f"path={self.path.path!r} needs a coupling with explicit pairs, "
                                  f"got coupling={self.path.coupling!r}.")
 
     @classmethod
@@ -187,6 +193,14 @@ class TrainConfig:
     def resolved_estimator(self) -> str:
         """The loss estimator ``"auto"`` stands for."""
         return self.objective.resolved_estimator()
+
+    def resolved(self, *, prior: bool = False, equal_masses: bool = True) -> TrainConfig:
+        """The same settings with every ``"auto"`` the fit resolves filled in (:meth:`resolved_coupling`,
+        :meth:`resolved_estimator`; ``noise_correction`` only with the ``"pathwise"`` estimator)."""
+        estimator = self.resolved_estimator()
+        path = replace(self.path, coupling=self.resolved_coupling(prior=prior, equal_masses=equal_masses),
+                       noise_correction=self.path.noise_correction and estimator == "pathwise")
+        return replace(self, path=path, objective=replace(self.objective, estimator=estimator))
 
 
 def validate_snapshots(xs, times, masses=None):
@@ -314,10 +328,11 @@ def fit(
 def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progress) -> ActionModel:
     config = config or TrainConfig()
     xs, times, masses, log_growth = _check_inputs(xs, times, masses, log_growth, config)
-    coupling = config.resolved_coupling(prior=log_growth is not None, equal_masses=np.allclose(masses, masses[0]))
+    config = config.resolved(prior=log_growth is not None, equal_masses=np.allclose(masses, masses[0]))
+    coupling = config.path.coupling
     if coupling in ("uot", "unbalanced", "weighted") and config.objective.growth_weight == 0:
         raise ValueError(
-            f"coupling={config.path.coupling!r} creates and destroys mass but growth_weight is 0 (a balanced "
+            f"coupling={coupling!r} creates and destroys mass but growth_weight is 0 (a balanced "
             "model conserves mass); set growth_weight > 0 or use coupling='ot'."
         )
     dim = xs[0].shape[1]
@@ -330,7 +345,7 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
 
     scaling = Scaling.from_snapshots(xs, times)
     clock = time.perf_counter()
-    path = _build_path(xs, times, masses, log_growth, scaling, coupling, config, rng, progress).to(dev)
+    path = _build_path(xs, times, masses, log_growth, scaling, config, rng, progress).to(dev)
     plan_seconds = time.perf_counter() - clock
     logger.info("scam: couplings built in %.1f s", plan_seconds)
     objective = config.objective
@@ -347,30 +362,24 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
         logger.info("scam: the data show no growth (pure transport between equal masses): growth rate 0")
     tgen = torch_generator(rng)
     net = _build_networks(network, growth_cfg, rng).to(dev)
-    loss_kw = dict(
-        sigma=scaling.sigma_to_internal(objective.sigma),
-        growth_weight=0.0 if objective.separate_growth and growth_cfg is None else objective.growth_weight,
-        n_probes=objective.n_probes, estimator=objective.resolved_estimator(),
-    )
+    # the loss in internal units, growth only where a growth network (or the potential) carries it
+    loss = replace(objective, sigma=scaling.sigma_to_internal(objective.sigma),
+                   growth_weight=0.0 if objective.separate_growth and growth_cfg is None else objective.growth_weight)
     clock = time.perf_counter()
-    ema, history, n_done = _train(net, path, loss_kw, config.optim, rng, tgen, progress)
+    ema, history, n_done = _train(net, path, loss, config.optim, rng, tgen, progress)
     train_seconds = time.perf_counter() - clock
     logger.info("scam: trained %d steps in %.1f s (%.0f steps/s)", n_done, train_seconds,
                 n_done / max(train_seconds, 1e-9))
-    info = {
-        "coupling": coupling,
-        "path": path.choice.to_dict(),
-        "estimator": loss_kw["estimator"],
-        "growth": _growth_label(objective, growth_cfg is not None, bool(unplaced)),
-        "growth_evidence": None if path.growth is None else [g.to_dict() for g in path.growth],
-        "plan_cells": [int(len(x)) for x in path.xs],
-        "matching_noise": None if path.corrections is None else [
+    report = FitReport(
+        coupling=coupling, path=path.choice, estimator=objective.estimator,
+        growth=_growth_label(objective, growth_cfg is not None, bool(unplaced)), growth_evidence=path.growth,
+        plan_cells=[int(len(x)) for x in path.xs],
+        matching_noise=None if path.corrections is None else [
             float("nan") if c is None else float(c.noise_share) for c in path.corrections],
-        "seconds": {"plans": plan_seconds, "training": train_seconds},
-        "steps": n_done,
-    }
+        seconds={"plans": plan_seconds, "training": train_seconds}, steps=n_done,
+    )
     return ActionModel(
-        ema["potential"], scaling=scaling, sigma=objective.sigma, history=history, info=info,
+        ema["potential"], scaling=scaling, sigma=objective.sigma, history=history, info=report.to_info(),
         growth_weight=0.0 if objective.separate_growth else objective.growth_weight,
         growth_net=ema["growth"] if growth_cfg is not None else None,
     )
@@ -442,10 +451,9 @@ def plan_subsample(xs, log_growth, max_cells: int | None, rng):
     return xs, log_growth
 
 
-def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, config: TrainConfig, rng, progress,
-                choice=None):
-    """Standardise the snapshots and join them by the couplings (internal units), along the path
-    :attr:`PathConfig.path` asks for (``choice``: already chosen)."""
+def _build_path(xs, times, masses, log_growth, scaling: Scaling, config: TrainConfig, rng, progress) -> SnapshotPath:
+    """Standardise the snapshots, decide how pairs move through each gap
+    (:func:`~scam.core.path_choice.resolve_path`) and join them by the couplings (internal units), once."""
     pc = config.path
     moments = None
     if pc.noise_correction and any(pc.max_cells is not None and len(x) > pc.max_cells for x in xs):
@@ -455,58 +463,19 @@ def _build_path(xs, times, masses, log_growth, scaling: Scaling, coupling: str, 
             moments.append(((mean - scaling.shift) / scaling.scale, cov / scaling.scale**2, n))
     xs, log_growth = plan_subsample(xs, log_growth, pc.max_cells, rng)
     internal = [scaling.to_internal(x) for x in xs]
-    if choice is None and pc.path == "support":
-        choice = _support(config.objective.sigma, coupling, internal, rng)
-    logger.info("scam: building %s couplings between %d time points (%s cells)", coupling, len(xs),
+    evidence = gap_evidence(internal, masses, rng, progress) if pc.coupling == "weighted" else None
+    changes_mass = (not np.allclose(masses, masses[0]) or pc.coupling in ("uot", "unbalanced")
+                    or log_growth is not None or any(g.threshold is not None for g in evidence or []))
+    choice = resolve_path(config, internal, times, changes_mass=changes_mass, rng=rng)
+    logger.info("scam: %s path (%s)", choice.path, choice.reason)
+    logger.info("scam: building %s couplings between %d time points (%s cells)", pc.coupling, len(xs),
                 "/".join(str(len(x)) for x in xs))
-    path = SnapshotPath(
-        internal, scaling.time_to_internal(times), masses, coupling=coupling,
-        sigma=scaling.sigma_to_internal(config.objective.sigma), ot_reg=pc.ot_reg, reg_m=pc.reg_m,
-        max_plan_size=pc.max_plan_size, uot_threshold=pc.uot_threshold,
-        noise_correction=pc.noise_correction and config.resolved_estimator() == "pathwise",
-        moments=moments, rng=rng, progress=progress, graph=choice.graph_gaps if choice else pc.path == "graph",
+    return SnapshotPath(
+        internal, scaling.time_to_internal(times), masses, pc, choice=choice,
+        sigma=scaling.sigma_to_internal(config.objective.sigma), moments=moments, evidence=evidence, rng=rng,
+        progress=progress,
         log_growth=None if log_growth is None else [scaling.growth_to_internal(g) for g in log_growth],
     )
-    path.choice = choice or _choose_path(pc, config.objective.sigma, coupling, path.changes_mass, internal, times, rng)
-    if not path.choice.gaps:  # one path for every gap
-        path.choice.gaps = [path.choice.path] * (len(xs) - 1)
-    if path.choice.path == "graph" and not path.graph:  # chosen on the inner time points: rebuild with routes
-        return _build_path(xs, times, masses, log_growth, scaling, coupling,
-                           TrainConfig(replace(pc, path="graph"), config.objective, config.optim), rng, progress,
-                           choice=path.choice)
-    path.pace_spread = path.choice.pace_spread
-    logger.info("scam: %s path (%s)", path.choice.path, path.choice.reason)
-    return path
-
-
-def _support(sigma: float, coupling: str, xs, rng) -> PathChoice:
-    """``path="support"``: graph routes for the gaps whose straight interpolation mostly leaves the data."""
-    if sigma > 0:
-        return PathChoice("straight", 0.0, "path='support' with an entropic path (sigma > 0): straight")
-    if coupling not in ("ot", "weighted", "uot"):
-        return PathChoice("straight", 0.0, f"path='support' with coupling={coupling!r} (no explicit pairs): straight")
-    # a stream of its own that leaves the fit's streams as they are: straight gaps fit as with path="straight"
-    return support_choice(xs, side_stream(rng, 0))
-
-
-def _choose_path(pc: PathConfig, sigma: float, coupling: str, changes_mass: bool, xs, times, rng) -> PathChoice:
-    """Resolve :attr:`PathConfig.path` (validated on inner time points where asked:
-    :func:`~scam.core.path_choice.choose_path`)."""
-    if pc.path in ("straight", "graph"):
-        return PathChoice(pc.path, 0.0, f"path={pc.path!r}")
-    if pc.path == "asynchronous" and pc.pace_spread is not None:
-        return PathChoice("asynchronous", float(pc.pace_spread), "path='asynchronous' with the given pace_spread")
-    if pc.path == "auto" and sigma > 0:
-        return PathChoice("straight", 0.0, "entropic path (sigma > 0): the Brownian bridge spreads the pairs; straight")
-    # a stream of its own, spawned (not drawn) from the fit's generator; two time points: nothing is drawn
-    stream = rng.spawn(1)[0] if len(xs) >= 3 else rng
-    if pc.path == "asynchronous":
-        return distributed.on_rank0(lambda: choose_path(xs, times, stream, only="asynchronous"))
-    choice = distributed.on_rank0(lambda: choose_path(xs, times, stream, asynchronous=not changes_mass,
-                                                      graph=coupling in ("ot", "weighted", "uot")))
-    if changes_mass:
-        choice.reason += "; asynchronous paths left out: the path changes mass (changes in make-up are left to growth)"
-    return choice
 
 
 def _build_networks(network: PotentialConfig, growth_cfg: PotentialConfig | None, rng) -> torch.nn.ModuleDict:
@@ -522,17 +491,15 @@ def _build_networks(network: PotentialConfig, growth_cfg: PotentialConfig | None
 class _Objective(torch.nn.Module):
     """The networks and their loss as one module (what DistributedDataParallel wraps)."""
 
-    def __init__(self, nets: torch.nn.ModuleDict, loss_kw: dict):
+    def __init__(self, nets: torch.nn.ModuleDict, objective: ObjectiveConfig):
         super().__init__()
         self.nets = nets
-        self.loss_kw = loss_kw
+        self.objective = objective
 
     def forward(self, batch, generator):
         nets = self.nets
-        return action_matching_loss(
-            nets["potential"], batch, generator=generator, growth_net=nets["growth"] if "growth" in nets else None,
-            **self.loss_kw,
-        )
+        return action_matching_loss(nets["potential"], batch, self.objective, generator=generator,
+                                    growth_net=nets["growth"] if "growth" in nets else None)
 
 
 def _adamw(params: list, opt_cfg: OptimConfig) -> torch.optim.AdamW:
@@ -544,12 +511,13 @@ def _adamw(params: list, opt_cfg: OptimConfig) -> torch.optim.AdamW:
         return torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay, foreach=True)
 
 
-def _train(net: torch.nn.ModuleDict, path: SnapshotPath, loss_kw: dict, opt_cfg: OptimConfig, rng, tgen, progress):
+def _train(net: torch.nn.ModuleDict, path: SnapshotPath, objective_cfg: ObjectiveConfig, opt_cfg: OptimConfig, rng,
+           tgen, progress):
     """AdamW with warm-up and cosine decay, EMA weights, early stopping on a fixed validation batch.
 
     Returns the EMA networks holding the best validated weights, the history and the number of steps taken.
     """
-    objective = _Objective(net, loss_kw)
+    objective = _Objective(net, objective_cfg)
     rank, world = distributed.rank_and_size()
     batch_size = opt_cfg.batch_size
     batch_rng = rng
@@ -568,7 +536,7 @@ def _train(net: torch.nn.ModuleDict, path: SnapshotPath, loss_kw: dict, opt_cfg:
     ema_params = [pe for pe, p in zip(ema.parameters(), net.parameters()) if p.requires_grad]
     opt = _adamw(params, opt_cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(step, opt_cfg.warmup, opt_cfg.n_steps))
-    ema_objective = _Objective(ema, loss_kw)
+    ema_objective = _Objective(ema, objective_cfg)
 
     val_rng = np.random.default_rng(rng.integers(0, 2**62))
     val_batch = path.sample(VAL_BATCHES * opt_cfg.batch_size, val_rng)
