@@ -100,8 +100,8 @@ class FitReport:
             "path_choice": {
                 "held_out": np.asarray(choice.held_out, float),
                 "candidates": np.asarray(choice.candidates, dtype=str),
-                "ratio": (np.zeros((0, len(choice.candidates))) if choice.ratio is None
-                          else np.asarray(choice.ratio, float).reshape(-1, len(choice.candidates))),
+                "ratio": np.asarray([] if choice.ratio is None else choice.ratio, float).reshape(
+                    0 if choice.ratio is None else len(choice.ratio), len(choice.candidates)),
                 "off_support": np.asarray(choice.off_support, float),
             },
             "seconds": {k: float(v) for k, v in self.seconds.items()},

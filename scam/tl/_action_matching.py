@@ -8,15 +8,12 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from tqdm import tqdm
 
 from .._utils import logger, make_rng
 from ..core import ActionModel, PotentialConfig, TrainConfig, fit
-from ..core.growth import GRID
 from ._utils import DEFAULT_KEY, check_key, embedding, numeric_times, options, plain
 
 GROWTH_MODES = ("none", "learn", "counts", "masses", "prior")
-_CHUNK = 16384
 
 
 def _growth_masses(adata, growth, t_all, fit_mask, fit_times):
@@ -68,6 +65,49 @@ def _growth_masses(adata, growth, t_all, fit_mask, fit_times):
         masses = np.concatenate([[1.0], np.cumprod(ratios)])
         return "prior", masses, {"prior": masses}
     raise TypeError(f"Unsupported `growth` of type {type(growth).__name__}.")
+
+
+def _fit_snapshots(adata, time_key, use_rep, n_dims, holdout):
+    """Validate the time course (times, embedding, held-out time points) and split it: the time of every
+    cell, the embedding, the fitted time points, the held-out ones, which cells are fitted and which lie in
+    the fitted time range."""
+    t_all = numeric_times(adata, time_key)
+    x_all = embedding(adata, use_rep, n_dims)
+    times = np.unique(t_all)
+    if not adata.obs_names.is_unique:
+        raise ValueError(
+            "`adata.obs_names` are not unique; cells must be told apart (fates, ancestors, couplings). "
+            "Run `adata.obs_names_make_unique()` first."
+        )
+    try:
+        hold = np.atleast_1d(np.asarray([] if holdout is None else holdout, dtype=float))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`holdout` must be a time value or a list of them (e.g. 3 or [3, 4]), got {holdout!r}."
+        ) from None
+    for h in hold:
+        if not np.any(np.isclose(times, h)):
+            raise ValueError(f"`holdout={h:g}` is not among the time points {times.tolist()}.")
+    hold = np.array([times[np.isclose(times, h)][0] for h in hold])
+    fit_times = np.array([t for t in times if t not in hold])
+    if len(fit_times) < 2:
+        need = "three time points when one is held out" if len(hold) else "at least two time points"
+        raise ValueError(f"Action Matching needs {need}; `{time_key}` has {times.tolist()}.")
+    fit_mask = np.isin(t_all, fit_times)
+    for t in fit_times:
+        n_t = int(np.sum(t_all == t))
+        if n_t < 2:
+            raise ValueError(f"Time point {t:g} has {n_t} cell(s); every time point needs at least 2. "
+                             "Drop or merge that time point.")
+    in_range = (t_all >= fit_times[0]) & (t_all <= fit_times[-1])
+    bad = ~np.all(np.isfinite(x_all), axis=1) & (fit_mask | in_range)
+    if bad.any():
+        where = sorted({float(t) for t in t_all[bad]})
+        raise ValueError(
+            f"`adata.obsm[{use_rep!r}]` contains NaN or infinite values in {int(bad.sum())} cell(s) at time(s) "
+            f"{where}; remove those cells or recompute the embedding."
+        )
+    return t_all, x_all, fit_times, hold, fit_mask, in_range
 
 
 def action_matching(
@@ -201,71 +241,28 @@ def action_matching(
     """
     # ---------------------------------------------------------------- validation, before any work
     check_key(key_added)
-    t_all = numeric_times(adata, time_key)
-    x_all = embedding(adata, use_rep, n_dims)
+    t_all, x_all, fit_times, hold, fit_mask, in_range = _fit_snapshots(adata, time_key, use_rep, n_dims, holdout)
     n_dims = x_all.shape[1]
-    times = np.unique(t_all)
-    if not adata.obs_names.is_unique:
-        raise ValueError(
-            "`adata.obs_names` are not unique; cells must be told apart (fates, ancestors, couplings). "
-            "Run `adata.obs_names_make_unique()` first."
-        )
-    try:
-        hold = np.atleast_1d(np.asarray([] if holdout is None else holdout, dtype=float))
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`holdout` must be a time value or a list of them (e.g. 3 or [3, 4]), got {holdout!r}."
-        ) from None
-    for h in hold:
-        if not np.any(np.isclose(times, h)):
-            raise ValueError(f"`holdout={h:g}` is not among the time points {times.tolist()}.")
-    hold = np.array([times[np.isclose(times, h)][0] for h in hold])
-    fit_times = np.array([t for t in times if t not in hold])
-    if len(fit_times) < 2:
-        need = "three time points when one is held out" if len(hold) else "at least two time points"
-        raise ValueError(f"Action Matching needs {need}; `{time_key}` has {times.tolist()}.")
-    fit_mask = np.isin(t_all, fit_times)
-    for t in fit_times:
-        n_t = int(np.sum(t_all == t))
-        if n_t < 2:
-            raise ValueError(f"Time point {t:g} has {n_t} cell(s); every time point needs at least 2.")
-    in_range = (t_all >= fit_times[0]) & (t_all <= fit_times[-1])
-    bad = ~np.all(np.isfinite(x_all), axis=1) & (fit_mask | in_range)
-    if bad.any():
-        where = sorted({float(t) for t in t_all[bad]})
-        raise ValueError(
-            f"`adata.obsm[{use_rep!r}]` contains NaN or infinite values in {int(bad.sum())} cell(s) at time(s) "
-            f"{where}; remove those cells or recompute the embedding."
-        )
     mode, masses, mass_record = _growth_masses(adata, growth, t_all, fit_mask, fit_times)
-    if growth_weight is not None and (
-        isinstance(growth_weight, bool) or not isinstance(growth_weight, (int, float, np.integer, np.floating))
-        or not np.isfinite(growth_weight) or growth_weight < 0
-    ):
-        raise ValueError(f"`growth_weight` must be a finite number >= 0, got {growth_weight!r}.")
-    numeric = isinstance(sigma, (int, float, np.integer, np.floating)) and not isinstance(sigma, bool)
-    if not numeric or not np.isfinite(sigma):
-        raise ValueError(f"`sigma` must be a finite number >= 0, got {sigma!r}.")
-    lam = 0.0 if mode == "none" else (1.0 if growth_weight is None else float(growth_weight))
+    # sigma and growth_weight are validated once, by ObjectiveConfig (with the other settings)
+    lam = 0.0 if mode == "none" else (1.0 if growth_weight is None else growth_weight)
     if mode != "none" and lam == 0:
         raise ValueError("`growth` was given but `growth_weight` is 0; a balanced model cannot change mass.")
     config = dict(config or {})
     for name in ("sigma", "growth_weight"):
         if name in config:
             raise ValueError(f"Pass `{name}` as an argument of `action_matching`, not inside `config`.")
-    train_cfg = TrainConfig.from_flat("config", sigma=float(sigma), growth_weight=lam, **config)
+    train_cfg = TrainConfig.from_flat("config", sigma=sigma, growth_weight=lam, **config)
     net_cfg = options(PotentialConfig, "network", dim=n_dims, **dict(network or {}))
 
     # ---------------------------------------------------------------- work (nothing written yet)
     seed, rng = rng, make_rng(rng)
     xs = [x_all[t_all == t] for t in fit_times]
     start = _time.perf_counter()
-    log_growth = None
-    if mode == "prior":
-        prior = np.asarray(adata.obs[growth], dtype=float)
-        log_growth = [prior[t_all == t] for t in fit_times]
+    prior = np.asarray(adata.obs[growth], dtype=float) if mode == "prior" else None
     model = fit(
-        xs, fit_times, masses=masses if mode != "none" else None, log_growth=log_growth,
+        xs, fit_times, masses=masses if mode != "none" else None,
+        log_growth=None if prior is None else [prior[t_all == t] for t in fit_times],
         network=net_cfg, config=train_cfg, rng=rng, device=device, progress=progress,
     )
     fit_seconds = _time.perf_counter() - start
@@ -273,27 +270,20 @@ def action_matching(
 
     clock = _time.perf_counter()
     velocity = np.full(x_all.shape, np.nan, dtype=np.float32 if x_all.dtype == np.float32 else np.float64)
-    potential = np.full(adata.n_obs, np.nan)
-    growth_rate = np.full(adata.n_obs, np.nan)
-    idx = np.nonzero(in_range)[0]
-    starts = range(0, len(idx), _CHUNK)
-    for s in tqdm(starts, disable=not progress or len(starts) < 4, desc="velocity, potential, growth", leave=False):
-        sel = idx[s : s + _CHUNK]
-        potential[sel], velocity[sel], growth_rate[sel] = model.fields(x_all[sel], t_all[sel])
+    potential, growth_rate = np.full(adata.n_obs, np.nan), np.full(adata.n_obs, np.nan)
+    potential[in_range], velocity[in_range], growth_rate[in_range] = model.fields_chunked(
+        x_all[in_range], t_all[in_range], progress=progress)
     field_seconds = _time.perf_counter() - clock
-    logger.info("scam: velocity, potential and growth of %d cells in %.1f s", len(idx), field_seconds)
+    logger.info("scam: velocity, potential and growth of %d cells in %.1f s", int(in_range.sum()), field_seconds)
 
+    report = model.report.to_uns()
     entry = {
+        **report,
         "params": plain({
             "time_key": time_key, "use_rep": use_rep, "n_dims": n_dims, "holdout": hold.tolist(),
             "growth": mode, "growth_key": growth if isinstance(growth, str) and growth in adata.obs else None,
-            "sigma": float(sigma), "growth_weight": lam,
-            "coupling": model.info["coupling"], "estimator": model.info["estimator"],
-            "growth_fit": model.info["growth"], "path": model.info["path"]["path"],
-            "pace_spread": model.info["path"]["pace_spread"], "path_reason": model.info["path"]["reason"],
-            "path_gaps": list(model.info["path"]["gaps"]),
-            "network": net_cfg.to_dict(),
-            "config": train_cfg.to_dict(), "device": str(model.device),
+            "sigma": float(sigma), "growth_weight": float(lam), **report["params"],
+            "network": net_cfg.to_dict(), "config": train_cfg.to_dict(), "device": str(model.device),
             "rng": int(seed) if isinstance(seed, (int, np.integer)) else "numpy.random.Generator",
         }),
         "times": fit_times,
@@ -301,24 +291,8 @@ def action_matching(
         "history": {k: np.asarray(v) for k, v in model.history.items()},
         "model": model.to(device="cpu").to_dict(),
         "fit_seconds": fit_seconds,
-        "seconds": {**{k: float(v) for k, v in model.info.get("seconds", {}).items()}, "fields": field_seconds},
+        "seconds": {**report["seconds"], "fields": field_seconds},
     }
-    if model.info.get("growth_evidence") is not None:
-        gaps = model.info["growth_evidence"]
-        entry["growth_evidence"] = {
-            "grid": np.asarray(GRID, float),
-            **{name: np.array([g[name] for g in gaps], float) for name in ("destroyed", "null", "excess")},
-            "threshold": np.array([np.nan if g["threshold"] is None else g["threshold"] for g in gaps], float),
-            "agreement": np.array([np.nan if g.get("agreement") is None else g["agreement"] for g in gaps], float),
-        }
-    choice = model.info["path"]
-    entry["path_choice"] = {"held_out": np.asarray(choice["held_out"], float),
-                            "candidates": np.asarray(choice["candidates"], dtype=str),
-                            "ratio": np.asarray(choice["ratio"], float).reshape(len(choice["ratio"]),
-                                                                                len(choice["candidates"])),
-                            "off_support": np.asarray(choice.get("off_support", []), float)}
-    if model.info.get("matching_noise") is not None:
-        entry["matching_noise"] = np.asarray(model.info["matching_noise"], float)
     if mode != "none":
         entry["mass"] = plain({**_model_mass(model, xs[0], fit_times, rng), "observed_times": fit_times, **mass_record})
 
