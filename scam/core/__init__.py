@@ -10,6 +10,7 @@ Nothing here imports AnnData.
 """
 
 from .couplings import COUPLINGS, SegmentPlan, build_plan
+from .fate_estimators import FATE_ESTIMATORS, DescendantChain, FateEstimator, Push
 from .graph import leaves_support, off_support_share
 from .interpolants import (
     INTERPOLANTS,
@@ -33,10 +34,13 @@ from .train import OptimConfig, TrainConfig, fit, validate_snapshots
 
 __all__ = [
     "COUPLINGS",
+    "FATE_ESTIMATORS",
     "INTERPOLANTS",
     "ActionModel",
     "Asynchronous",
     "BrownianBridge",
+    "DescendantChain",
+    "FateEstimator",
     "FitReport",
     "GraphRoute",
     "Interpolant",
@@ -50,6 +54,7 @@ __all__ = [
     "PathConfig",
     "PotentialConfig",
     "PotentialNet",
+    "Push",
     "Scaling",
     "SnapshotPath",
     "TrainConfig",

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
-from sklearn.neighbors import NearestNeighbors
 
-from .._utils import make_rng
-from ..core import fates as _fates
+from .._utils import logger, make_rng
+from ..core.fate_estimators import FATE_ESTIMATORS
 from ._utils import (
     DEFAULT_KEY,
     check_key,
@@ -123,18 +120,6 @@ def simulate(
     return adata if copy else None
 
 
-def _push_samples(model, x, t0, t1, n_samples, rng):
-    """Positions ``(n_samples, n, d)`` and log-weights of ``x`` pushed from ``t0`` to ``t1``."""
-    stochastic = model.sigma > 0 and t1 > t0
-    reps = n_samples if stochastic else 1
-    pos, lw = [], []
-    for _ in range(reps):
-        p, w = model.trajectory(x, [t0, t1], rng=rng)
-        pos.append(p[-1])
-        lw.append(w[-1])
-    return np.stack(pos), np.stack(lw)
-
-
 def _source_target(adata, key, groupby, source_time, target_time):
     """Validated embedding, times, fit params and the cell indices at ``source_time``/``target_time``."""
     x_all, t_all, params = fit_embedding(adata, key)
@@ -162,31 +147,26 @@ def _snapshots(x_all, t_all, times):
     return [x_all[np.isclose(t_all, t)] for t in times]
 
 
-def _descendant_noise(model, x_all, t_all, times, sigma, rng, stacklevel):
-    """``sigma^2`` of the descendants (given, or estimated from the fit over the snapshots at ``times`` and
-    checked against them) and the record of how it was chosen; warns, at the caller's line, when the estimate
-    is rejected."""
-    if sigma is not None:
-        return float(sigma) ** 2, {"sigma": float(sigma), "sigma_source": "given"}
-    sigma2, record = _fates.descendant_noise(model.potential, _snapshots(x_all, t_all, times), times, rng=rng)
+def _estimator(method, model, x_all, t_all, times, *, sigma=None, n_neighbors=15, n_samples=10, rng):
+    """The fate estimator ``method`` (:data:`scam.core.fate_estimators.FATE_ESTIMATORS`) on the snapshots at
+    ``times``; logs when the noise estimate of the descendants is rejected."""
+    snapshots = _snapshots(x_all, t_all, times)
+    if method == "push":
+        return FATE_ESTIMATORS["push"](model, snapshots, times, n_neighbors=n_neighbors, n_samples=n_samples)
+    estimator = FATE_ESTIMATORS[method](model, snapshots, times, sigma=sigma, rng=rng)
+    _descendant_noise(estimator.record)
+    return estimator
+
+
+def _descendant_noise(record):
+    """Log when the noise estimate of the descendants was rejected: an expected outcome of the check that
+    exists for it (differentiating cells change their drift with time), recorded in ``params``."""
     if record["sigma_source"] == "rejected":
-        warnings.warn(
-            f"The noise the fitted potential implies (sigma = {record['sigma_estimate']:.3g}) would spread one "
-            f"cell's descendants wider than the whole next population (at most {record['sigma_bound']:.3g}): "
-            "the drift changes with time here. Descendants spread by the model's own error alone; pass "
-            "`sigma=` to set the noise yourself.", UserWarning, stacklevel=stacklevel + 1)
-    return sigma2, record
-
-
-def _descendant_chain(model, x_all, t_all, times, sigma2, rng):
-    """Couplings between consecutive observed ``times`` (see :mod:`scam.core.fates`) with noise ``sigma2``,
-    the descendant masses of the cells at each step, and the record of the chain."""
-    def trajectory(x, grid):
-        return model.trajectory(x, grid, stochastic=False)
-
-    chain, masses, resid = _fates.descendant_chain(trajectory, _snapshots(x_all, t_all, times), times, sigma2,
-                                                   rng=rng)
-    return chain, masses, {"n_steps": _fates.N_STEPS, "residual_variance": resid}
+        logger.info(
+            "scam: the noise the fitted potential implies (sigma = %.3g) would spread one cell's descendants "
+            "wider than the whole next population (at most %.3g): the drift changes with time here. Descendants "
+            "spread by the model's own error alone; pass `sigma=` to set the noise yourself.",
+            record["sigma_estimate"], record["sigma_bound"])
 
 
 def fate_probabilities(
@@ -288,30 +268,12 @@ def fate_probabilities(
     codes = pd.Categorical(tgt_labels, categories=groups).codes
     record = {"key": key, "source_time": float(source_time), "target_time": float(target_time),
               "groupby": groupby, "method": method}
-    if method == "descendants":
-        observed = _observed_times(adata, key, t_all)
-        times = observed[(observed >= float(source_time) - 1e-9) & (observed <= float(target_time) + 1e-9)]
-        sigma2, noise = _descendant_noise(model, x_all, t_all, observed, sigma, rng, stacklevel=2)
-        chain, masses, extra = _descendant_chain(model, x_all, t_all, times, sigma2, rng)
-        onehot = np.zeros((int(tgt.sum()), len(groups)))
-        onehot[np.arange(len(codes)), codes] = 1.0
-        probs = _fates.absorption(chain, onehot, masses[1:])
-        weights = masses[0] / masses[0].sum()
-        record.update(noise, **extra, times=times)
-    else:
-        pos, logw = _push_samples(model, x_all[src], float(source_time), float(target_time), n_samples, rng)
-        k = min(n_neighbors, int(tgt.sum()))
-        nn = NearestNeighbors(n_neighbors=k).fit(x_all[tgt])
-        probs = np.zeros((src.sum(), len(groups)))
-        for p in pos:
-            _, nbr = nn.kneighbors(p)
-            onehot = np.zeros((len(p), len(groups)))
-            np.add.at(onehot, (np.repeat(np.arange(len(p)), k), codes[nbr].ravel()), 1.0 / k)
-            probs += onehot / len(pos)
-        lw = np.log(np.mean(np.exp(logw - logw.max()), axis=0))
-        weights = np.exp(lw - lw.max())
-        weights /= weights.sum()
-        record.update(n_neighbors=k, n_samples=n_samples)
+    onehot = np.zeros((int(tgt.sum()), len(groups)))
+    onehot[np.arange(len(codes)), codes] = 1.0
+    estimator = _estimator(method, model, x_all, t_all, _observed_times(adata, key, t_all), sigma=sigma,
+                           n_neighbors=n_neighbors, n_samples=n_samples, rng=rng)
+    probs, weights, decided = estimator.fates(float(source_time), float(target_time), onehot, rng=rng)
+    record.update(decided)
     names = adata.obs_names[src]
     table = pd.DataFrame(probs, index=names, columns=[str(g) for g in groups])
     full = pd.DataFrame(np.nan, index=adata.obs_names, columns=table.columns)
@@ -394,16 +356,11 @@ def ancestors(
         if g not in present:
             raise ValueError(f"Group {g!r} has no cells at target_time={target_time:g}.")
     model = get_model(adata, key=key)
+    times = np.array([float(source_time), float(target_time)])
+    push = FATE_ESTIMATORS["push"](model, [x_all[src], x_all[tgt]], times, n_neighbors=n_neighbors)
+    late = labels[tgt]
+    out = push.ancestors(float(target_time), float(source_time), [np.nonzero(late == g)[0] for g in groups])
     k = min(n_neighbors, int(src.sum()))
-    nn = NearestNeighbors(n_neighbors=k).fit(x_all[src])
-    out = np.zeros((int(src.sum()), len(groups)))
-    for c, g in enumerate(groups):
-        sel = np.nonzero(tgt & (labels == g))[0]
-        pos, logw = model.trajectory(x_all[sel], [float(target_time), float(source_time)], stochastic=False)
-        w = np.exp(logw[-1] - logw[-1].max())
-        _, nbr = nn.kneighbors(pos[-1])
-        np.add.at(out[:, c], nbr.ravel(), np.repeat(w / k, k))
-        out[:, c] /= out[:, c].sum()
     table = pd.DataFrame(out, index=adata.obs_names[src], columns=groups)
     full = pd.DataFrame(np.nan, index=adata.obs_names, columns=groups)
     full.loc[table.index] = out
@@ -468,33 +425,17 @@ def couplings(
     model = get_model(adata, key=key)
     observed = _observed_times(adata, key, t_all)
     time_values = pd.Series(adata.obs[params["time_key"]].to_numpy(), index=adata.obs_names)
-    if method == "descendants":
-        gen = make_rng(rng)
-        sigma2, _ = _descendant_noise(model, x_all, t_all, observed, sigma, gen, stacklevel=2)
+    gen = make_rng(rng)
+    estimator = _estimator(method, model, x_all, t_all, observed, sigma=sigma, n_neighbors=n_neighbors, rng=gen)
     out = {}
     for t1, t2 in itertools.pairwise(observed):
         src, tgt = np.isclose(t_all, t1), np.isclose(t_all, t2)
         if method == "descendants":
-            chain, masses, _ = _descendant_chain(model, x_all, t_all, np.array([t1, t2]), sigma2, gen)
-            mat = chain[0].multiply(masses[0][:, None]).tocsr()
-            for step, mass in zip(chain[1:], masses[1:]):
-                mat = (mat @ sp.diags(mass) @ step).tocsr()
-            mat = mat / np.asarray(mat.sum(axis=1)).mean()  # relative descendant masses: mean 1, as with "push"
-            mat = sp.csr_matrix(mat)
+            mat = estimator.coupling(t1, t2, rng=gen)
             cut = threshold * mat.max(axis=1).toarray().ravel()
             mat.data[mat.data < np.repeat(cut, np.diff(mat.indptr))] = 0
         else:
-            pos, logw = model.trajectory(x_all[src], [t1, t2], stochastic=False)
-            k = min(n_neighbors, int(tgt.sum()))
-            dist, nbr = NearestNeighbors(n_neighbors=k).fit(x_all[tgt]).kneighbors(pos[-1])
-            bw = np.median(dist[:, min(1, k - 1)]) + 1e-12
-            vals = np.exp(-((dist / bw) ** 2) / 2)
-            vals /= vals.sum(axis=1, keepdims=True)
-            w = np.exp(logw[-1] - logw[-1].max())
-            vals *= (w / w.mean())[:, None]
-            vals[vals < threshold * vals.max(axis=1, keepdims=True)] = 0
-            rows = np.repeat(np.arange(len(pos[-1])), k)
-            mat = sp.csr_matrix((vals.ravel(), (rows, nbr.ravel())), shape=(int(src.sum()), int(tgt.sum())))
+            mat = estimator.coupling(t1, t2, rng=gen, threshold=threshold)
         mat.eliminate_zeros()
         ends = (time_values[src].iloc[0], time_values[tgt].iloc[0])
         key_t = tuple(v.item() if isinstance(v, np.generic) else v for v in ends)
