@@ -89,7 +89,8 @@ def uot_prior(adata, masses, *, reg_m: float = 0.1, ot_reg: float = 0.05, seed: 
     pooled = np.concatenate(xs)
     zs = [(v - pooled.mean(0)) / np.sqrt(pooled.var(0).mean()) for v in xs]
     u = (times - times[0]) / (times[-1] - times[0])
-    path = SnapshotPath(zs, u, np.asarray(masses, float), PathConfig(coupling="unbalanced", ot_reg=ot_reg, reg_m=reg_m),
+    config = PathConfig(coupling="unbalanced", ot_reg=ot_reg, reg_m=reg_m)
+    path = SnapshotPath(zs, u, np.asarray(masses, float), config,
                         rng=np.random.default_rng(seed))
     out = np.zeros(len(x))
     rates = []

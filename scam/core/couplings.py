@@ -21,6 +21,10 @@ Plans are computed once per gap. Exact EMD (POT) is used while ``n_k * n_{k+1}``
 (minibatch OT), so memory stays linear in the number of cells. Where pairs move along routes through the
 data (:class:`~scam.core.interpolants.GraphRoute`) the plan is solved on route costs and keeps each pair's
 route. The growth-weighted coupling ``"weighted"`` is assembled gap by gap in :mod:`scam.core.growth_plans`.
+
+One module of over 400 lines because every solver runs inside the one chunking loop of :func:`build_plan`
+(chunks, marginal factors, created and destroyed cells, routes of each chunk's entries): split up, each
+piece would need the loop's state.
 """
 
 from __future__ import annotations

@@ -26,6 +26,10 @@ The covariance ``C_k`` is the uncertainty of where descendants go, measured on t
   cells of ``t_k`` and their exact-OT partners among the observed cells of ``t_{k+1}`` (what the flow
   misses, plus the matching noise of the plan: the resolution at which the data locate a descendant),
   added at every step.
+
+One module of about 400 lines: the noise estimate, its bound, the kernel couplings and the chain share the
+conventions of one construction (units, step lengths, subsamples); :mod:`scam.core.fate_estimators` wraps
+them behind the estimators' interface.
 """
 
 from __future__ import annotations

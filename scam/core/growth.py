@@ -26,7 +26,7 @@ consecutive snapshots:
 :class:`~scam.core.paths.SnapshotPath` (coupling ``"weighted"``) then solves a *balanced* exact OT
 problem between the source cells weighted by their factors and the target cells: every pair grows at
 a constant rate, as a branch with a constant birth or death rate does. A gap without evidence between
-equal masses inherits the rates of a neighbouring gap (:func:`~scam.core.paths.cell_rates`); with no
+equal masses inherits the rates of a neighbouring gap (:func:`~scam.core.growth_plans.cell_rates`); with no
 informative neighbour it stays pure transport, and with unequal masses every cell grows alike.
 """
 

@@ -1,4 +1,8 @@
-"""A trained Action Matching model: potential, velocity, growth, and simulation in data units."""
+"""A trained Action Matching model: potential, velocity, growth, and simulation in data units.
+
+One class of about 600 lines: its fields, integrators and persistence all work on the same networks and
+units (:class:`~scam.core.scaling.Scaling`), and users reach them as methods of one object.
+"""
 
 from __future__ import annotations
 
