@@ -94,7 +94,7 @@ def log_density_ratio(xa: np.ndarray, xb: np.ndarray, at: np.ndarray, *, n_neigh
     """
     pooled = np.concatenate([xa, xb])
     label = np.r_[np.zeros(len(xa)), np.ones(len(xb))]
-    k = n_neighbors or max(10, int(np.sqrt(len(pooled))))
+    k = min(len(pooled), n_neighbors or max(10, int(np.sqrt(len(pooled)))))
     _, nbr = NearestNeighbors(n_neighbors=k).fit(pooled).kneighbors(at)
     nb = label[nbr].sum(axis=1)
     return np.log((nb + 0.5) / (k - nb + 0.5)) - np.log(len(xb) / len(xa))

@@ -45,7 +45,10 @@ class OptimConfig:
         ``"boundary"`` estimator (entropic AM) is noisier and gains from 4000, as do embeddings with
         many dimensions (Cite, 50 PCs: 1.033x vs 1.022x the OT-interpolation W1; ``benchmarks/README.md``).
     batch_size
-        Path samples per step (times are stratified over ``[t_0, t_K]``).
+        Path samples per step (times are stratified over ``[t_0, t_K]``). At most ``2**20`` (1,048,576):
+        training holds the network's activations and their gradients for every sample (about 0.1 MB
+        each with the default network, so ``2**20`` samples already need some 100 GB); larger values
+        are rejected before any work.
     lr, weight_decay
         AdamW learning rate and weight decay.
     warmup
@@ -75,6 +78,13 @@ class OptimConfig:
         for name in ("n_steps", "batch_size", "eval_every", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"OptimConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.batch_size > 2**20:
+            raise ValueError(
+                f"OptimConfig.batch_size must be <= 2**20 (1,048,576), got {self.batch_size:,}: every path sample "
+                "of a batch holds network activations and gradients (about 0.1 MB each), so such a batch would need "
+                "over 100 GB of memory. The default 256 suits most data; pass e.g. config={'batch_size': 4096} for "
+                "more samples per step."
+            )
         if not self.lr > 0:
             raise ValueError(f"OptimConfig.lr must be > 0, got {self.lr}.")
         for name in ("weight_decay", "warmup", "grad_clip"):
