@@ -19,7 +19,8 @@ ls -l dist
 import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 need = ["scam/datasets/data_registry.yaml", "scam/datasets/_data/cite_demo.npz",
-        "scam/datasets/_data/larry_cospar.h5ad", "scam/datasets/_data/README.md", "scam/pp/_data/gene_sets/README.md"]
+        "scam/datasets/_data/larry_cospar.h5ad", "scam/datasets/_data/larry_2d_demo.csv",
+        "scam/datasets/_data/README.md", "scam/pp/_data/gene_sets/README.md"]
 need += [f"scam/pp/_data/gene_sets/{o}_{k}.txt" for o in ("human", "mouse") for k in ("proliferation", "apoptosis")]
 missing = [n for n in need if n not in names]
 assert not missing, f"missing from the wheel: {missing}"

@@ -492,3 +492,42 @@ def test_synthetic_generators_kept():
     assert len(tc.xs) == 2 and tc.marginal is not None
     tc = ds.ornstein_uhlenbeck(100, rng=0)
     assert len(tc.xs) == 3
+
+
+# ----------------------------------------------------------------------------------------------- LARRY 2-D subset
+
+LARRY_2D_DEMO_SHA256 = "e80aece315d0a661099645d29b8e2f3a77202711ee00c08c4d1961a351ed7301"
+
+
+def test_larry_2d_demo_is_bundled_with_provenance():
+    entry = ds.get_entry("larry_2d_demo")
+    assert entry["bundled"] is True and entry["organism"] == "mouse" and entry["licence"].startswith("MIT")
+    assert "2289c81032010922aadd9f848db9ffb1a10efb48" in entry["citation"]  # the larry_2d source commit
+    (spec,) = entry["files"]
+    assert spec["sha256"] == LARRY_2D_DEMO_SHA256 and "url" not in spec
+    local = Path(ds.__file__).parent / "_data" / spec["filename"]
+    assert local.stat().st_size == spec["size"] < 1_000_000
+    assert ds.sha256_of(local) == LARRY_2D_DEMO_SHA256
+    readme = (Path(ds.__file__).parent / "_data" / "README.md").read_text()
+    assert spec["filename"] in readme and LARRY_2D_DEMO_SHA256 in readme
+    assert ds.get_entry("larry_2d")["files"][0]["sha256"] in readme  # the source file's hash
+
+
+def test_load_larry_2d_demo_offline():
+    adata = ds.load("larry_2d_demo")  # bundled: no network
+    assert adata.obsm["X_2d"].shape == (4000, 2)
+    assert adata.obs["day"].value_counts().sort_index().to_dict() == {2.0: 520, 4.0: 1375, 6.0: 2105}
+    assert adata.obs["source_row"].is_unique
+    assert list(adata.obs_names[:2]) == [f"cell{r}" for r in adata.obs["source_row"][:2]]
+    assert adata.uns["dataset"]["files"]["larry_2d_demo.csv"]["sha256"] == LARRY_2D_DEMO_SHA256
+
+
+@pytest.mark.skipif(not (SHARED / "larry_2d").is_dir(), reason="../shared/data/larry_2d not available")
+def test_larry_2d_demo_is_rebuilt_byte_for_byte(tmp_path):
+    from scam.datasets._make_demo import make_larry_demo
+
+    out = make_larry_demo(SHARED / "larry_2d", tmp_path / "larry_2d_demo.csv")
+    assert out.read_bytes() == (Path(ds.__file__).parent / "_data" / "larry_2d_demo.csv").read_bytes()
+    full = ds.read_larry_csv([SHARED / "larry_2d" / "mouse_hematopoiesis.csv"])
+    sub = ds.load("larry_2d_demo")
+    np.testing.assert_array_equal(sub.obsm["X_2d"], full[sub.obs_names].obsm["X_2d"])  # same names, same cells

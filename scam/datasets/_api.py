@@ -126,8 +126,9 @@ def load(name: str, *, path: str | Path | None = None, cache_dir: str | Path | N
     ----------
     name
         A dataset of :func:`list_datasets`, e.g. ``"cite"``, ``"larry_2d"``, ``"schiebinger_small"``,
-        ``"eb"``, and the two shipped with scam (no download): ``"cite_demo"`` and ``"larry_genes"``
-        (781 LARRY cells with genes, cell types and clones).
+        ``"eb"``, and the three shipped with scam (no download): ``"cite_demo"``, ``"larry_genes"``
+        (781 LARRY cells with genes, cell types and clones) and ``"larry_2d_demo"`` (4000 cells of
+        ``"larry_2d"``'s 2-D layout).
     path
         A folder already holding the dataset's files (offline use); they are sha256-checked too.
     cache_dir

@@ -1,10 +1,12 @@
-"""Build the bundled demo subset ``scam/datasets/_data/cite_demo.npz`` from the full Cite arrays.
+"""Build the bundled demo subsets ``scam/datasets/_data/cite_demo.npz`` (from the full Cite arrays) and
+``scam/datasets/_data/larry_2d_demo.csv`` (from the LARRY 2-D layout csv).
 
-Run from the repository root (the full arrays live in ``../shared/data/cite_lightsb`` there)::
+Run from the repository root (the full data live in ``../shared/data`` there)::
 
     python -m scam.datasets._make_demo --source ../shared/data/cite_lightsb
+    python -m scam.datasets._make_demo --dataset larry_2d_demo --source ../shared/data/larry_2d
 
-Procedure (also written in ``_data/README.md``):
+Procedure of the Cite subset (also written in ``_data/README.md``):
 
 1. each source file is checked against the sha256 recorded for the ``cite`` dataset in the registry;
 2. one generator ``numpy.random.default_rng(0)`` is created; for day 2, 3, 4, 7 in that order it draws
@@ -13,6 +15,16 @@ Procedure (also written in ``_data/README.md``):
 4. the arrays ``X_pca`` (4000 x 10, float32), ``day`` (float32), ``source_row`` (int32, the row in the
    day's source file) are written uncompressed-npy-in-deflated-zip with a fixed timestamp
    (1980-01-01), so the output is byte-reproducible for a given zlib.
+
+Procedure of the LARRY 2-D subset (:func:`make_larry_demo`, also in ``_data/README.md``):
+
+1. ``mouse_hematopoiesis.csv`` is checked against the sha256 recorded for the ``larry_2d`` dataset;
+2. one generator ``numpy.random.default_rng(0)``; for sample 0, 1, 2 (days 2, 4, 6) in that order it
+   draws ``round(4000 * n_sample / n_total)`` of the sample's rows without replacement (520 / 1375 / 2105
+   of 1429 / 3781 / 5788: the days keep their proportions, so the population's growth stays visible);
+3. the chosen data lines are written in source order, their text unchanged, each followed by a column
+   ``source_row`` (the row's 0-based index among the source's data lines), under the header
+   ``samples,x1,x2,source_row``, with ``\n`` line ends.
 
 This module is a maintenance script: it is not imported by :mod:`scam.datasets`.
 """
@@ -36,6 +48,8 @@ N_PER_DAY = 1000
 N_PCS = 10
 SEED = 0
 OUT = Path(__file__).parent / "_data" / "cite_demo.npz"
+LARRY_CELLS = 4000
+LARRY_OUT = Path(__file__).parent / "_data" / "larry_2d_demo.csv"
 
 
 def _write_npz_reproducible(out: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -86,14 +100,60 @@ def make_demo(source: str | Path, out: str | Path = OUT) -> Path:
     return out
 
 
+def make_larry_demo(source: str | Path, out: str | Path = LARRY_OUT, n_cells: int = LARRY_CELLS) -> Path:
+    """Subsample the LARRY 2-D layout csv in ``source`` into the csv ``out``; returns ``out``.
+
+    Parameters
+    ----------
+    source
+        Folder holding ``mouse_hematopoiesis.csv`` (verified by sha256 against the ``larry_2d`` entry).
+    out
+        Output file.
+    n_cells
+        Rows kept in all, shared among the samples (days) in proportion to their numbers of rows.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    source, out = Path(source), Path(out)
+    (spec,) = get_entry("larry_2d")["files"]
+    path = source / file_name(spec)
+    digest = sha256_of(path)
+    if digest != spec["sha256"]:
+        raise ValueError(f"{path}: sha256 {digest} != registry {spec['sha256']}")
+    header, *lines = path.read_text().splitlines()
+    if header != "samples,x1,x2":
+        raise ValueError(f"{path}: unexpected header {header!r}")
+    sample = np.array([int(float(line.split(",", 1)[0])) for line in lines])
+    rng = np.random.default_rng(SEED)
+    chosen = []
+    for s in np.unique(sample):  # 0, 1, 2 in that order
+        rows = np.flatnonzero(sample == s)
+        size = int(round(n_cells * len(rows) / len(lines)))
+        chosen.append(rng.choice(rows, size=size, replace=False))
+    keep = np.sort(np.concatenate(chosen))
+    text = "samples,x1,x2,source_row\n" + "".join(f"{lines[i]},{i}\n" for i in keep)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(text.encode("ascii"))
+    logger.info("wrote %s (%d rows, %d bytes, sha256 %s)", out, len(keep), out.stat().st_size, sha256_of(out))
+    return out
+
+
 def main(argv=None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default="../shared/data/cite_lightsb")
-    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--dataset", choices=("cite_demo", "larry_2d_demo"), default="cite_demo")
+    parser.add_argument("--source", default=None,
+                        help="folder of the full data (default ../shared/data/cite_lightsb or ../shared/data/larry_2d)")
+    parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    make_demo(args.source, args.out)
+    if args.dataset == "cite_demo":
+        make_demo(args.source or "../shared/data/cite_lightsb", args.out or OUT)
+    else:
+        make_larry_demo(args.source or "../shared/data/larry_2d", args.out or LARRY_OUT)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ def read_cite_pcas(paths: Sequence[str | Path], entry: dict | None = None) -> ad
 
 
 def read_larry_csv(paths: Sequence[str | Path], entry: dict | None = None) -> ad.AnnData:
-    """LARRY 2-D csv (columns ``samples, x1, x2``; DeepRUOT's ``mouse_hematopoiesis.csv``).
+    """LARRY 2-D csv (columns ``samples, x1, x2``; DeepRUOT's ``mouse_hematopoiesis.csv``, or the subset
+    shipped with scam, ``larry_2d_demo.csv``, which adds ``source_row``).
 
     Parameters
     ----------
@@ -82,6 +83,8 @@ def read_larry_csv(paths: Sequence[str | Path], entry: dict | None = None) -> ad
     -------
     anndata.AnnData
         No ``X``; ``obs['sample']`` (int), ``obs[time_key]`` (float day), ``obsm[embedding]`` (n x 2).
+        Cells are named ``cell<row>`` by their row in the full csv: with a ``source_row`` column (kept in
+        ``obs['source_row']``) a subset's cells keep the names they have in the full data.
     """
     time_key = _entry_get(entry, "time_key", "day")
     emb = _entry_get(entry, "embedding", "X_2d")
@@ -95,10 +98,13 @@ def read_larry_csv(paths: Sequence[str | Path], entry: dict | None = None) -> ad
     unknown = set(np.unique(sample)) - set(time_map)
     if unknown:
         raise ValueError(f"{Path(path).name}: samples {sorted(unknown)} have no day in time_map {time_map}.")
+    rows = df["source_row"].to_numpy().astype(np.int64) if "source_row" in df else np.arange(len(df))
     obs = pd.DataFrame(
         {"sample": sample, time_key: np.array([time_map[s] for s in sample], dtype=float)},
-        index=[f"cell{i}" for i in range(len(df))],
+        index=[f"cell{i}" for i in rows],
     )
+    if "source_row" in df:
+        obs["source_row"] = rows
     return ad.AnnData(obs=obs, obsm={emb: df[["x1", "x2"]].to_numpy(dtype=float)})
 
 
