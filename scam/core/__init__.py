@@ -4,11 +4,12 @@ Networks (:mod:`~scam.core.network`), losses (:mod:`~scam.core.losses`), paths b
 (:mod:`~scam.core.paths`): the couplings (:mod:`~scam.core.couplings`, :mod:`~scam.core.growth_plans`),
 the interpolants (:mod:`~scam.core.interpolants`, with :mod:`~scam.core.pace` and :mod:`~scam.core.graph`)
 and the one decision between them (:mod:`~scam.core.path_choice`); units (:mod:`~scam.core.scaling`), the
-training loop (:mod:`~scam.core.train`) and its report (:mod:`~scam.core.report`), the trained model with
+training loop (:mod:`~scam.core.train`, its settings in :mod:`~scam.core.config`) and its report (:mod:`~scam.core.report`), the trained model with
 its integrators (:mod:`~scam.core.model`) and fate estimators on it (:mod:`~scam.core.fate_estimators`).
 Nothing here imports AnnData.
 """
 
+from .config import OptimConfig, TrainConfig
 from .couplings import COUPLINGS, SegmentPlan, build_plan
 from .fate_estimators import FATE_ESTIMATORS, DescendantChain, FateEstimator, Push
 from .graph import leaves_support, off_support_share
@@ -30,7 +31,7 @@ from .path_choice import PathChoice, choose_path, resolve_path, support_choice
 from .paths import PathConfig, SnapshotPath
 from .report import FitReport
 from .scaling import Scaling
-from .train import OptimConfig, TrainConfig, fit, validate_snapshots
+from .train import fit, validate_snapshots
 
 __all__ = [
     "COUPLINGS",

@@ -33,7 +33,7 @@ from .interpolants import INTERPOLANTS, Interpolant
 from .pace import PACE_GRID
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .train import TrainConfig
+    from .config import TrainConfig
 
 VALIDATION_CELLS = 1000  # cells per snapshot in each validation draw
 VALIDATION_REPEATS = 3  # independent draws per held-out inner time point
