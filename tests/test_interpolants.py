@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from scam.core import (
-    INTERPOLANTS,
     Asynchronous,
     BrownianBridge,
     GraphRoute,
@@ -21,7 +20,7 @@ from scam.core import (
     register_interpolant,
     resolve_path,
 )
-from scam.core.interpolants import PathPoints, on_segment
+from scam.core.interpolants import INTERPOLANTS, PathPoints, on_segment
 from scam.datasets import arc_transport, gaussian_geodesic
 
 ENDS = np.array([0.0, 1.0])

@@ -4,17 +4,17 @@ Networks (:mod:`~scam.core.network`), losses (:mod:`~scam.core.losses`), paths b
 (:mod:`~scam.core.paths`): the couplings (:mod:`~scam.core.couplings`, :mod:`~scam.core.growth_plans`),
 the interpolants (:mod:`~scam.core.interpolants`, with :mod:`~scam.core.pace` and :mod:`~scam.core.graph`)
 and the one decision between them (:mod:`~scam.core.path_choice`); units (:mod:`~scam.core.scaling`), the
-training loop (:mod:`~scam.core.train`, its settings in :mod:`~scam.core.config`) and its report (:mod:`~scam.core.report`), the trained model with
-its integrators (:mod:`~scam.core.model`) and fate estimators on it (:mod:`~scam.core.fate_estimators`).
+training loop (:mod:`~scam.core.train`, its settings in :mod:`~scam.core.config`) and its report
+(:mod:`~scam.core.report`), the trained model with its integrators (:mod:`~scam.core.model`) and fate
+estimators on it (:mod:`~scam.core.fate_estimators`).
 Nothing here imports AnnData.
 """
 
 from .config import OptimConfig, TrainConfig
-from .couplings import COUPLINGS, SegmentPlan, build_plan
-from .fate_estimators import FATE_ESTIMATORS, DescendantChain, FateEstimator, Push
+from .couplings import SegmentPlan, build_plan
+from .fate_estimators import DescendantChain, FateEstimator, Push
 from .graph import leaves_support, off_support_share
 from .interpolants import (
-    INTERPOLANTS,
     Asynchronous,
     BrownianBridge,
     GraphRoute,
@@ -34,9 +34,6 @@ from .scaling import Scaling
 from .train import fit, validate_snapshots
 
 __all__ = [
-    "COUPLINGS",
-    "FATE_ESTIMATORS",
-    "INTERPOLANTS",
     "ActionModel",
     "Asynchronous",
     "BrownianBridge",

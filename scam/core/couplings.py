@@ -73,6 +73,7 @@ COUPLING_KINDS = {kind.name: kind for kind in (
     CouplingKind("sinkhorn", False), CouplingKind("unbalanced", False), CouplingKind("independent", False),
 )}
 COUPLINGS = tuple(COUPLING_KINDS)
+"""The names of the couplings (:attr:`PathConfig.coupling <scam.core.paths.PathConfig.coupling>`)."""
 
 
 def explicit_pairs(coupling: str) -> bool:

@@ -246,3 +246,4 @@ class Push(FateEstimator):
 
 
 FATE_ESTIMATORS: dict[str, type[FateEstimator]] = {cls.name: cls for cls in (DescendantChain, Push)}
+"""The fate estimators by name (``method=`` of :func:`scam.tl.fate_probabilities` and :func:`scam.tl.couplings`)."""

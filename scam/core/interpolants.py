@@ -291,6 +291,8 @@ class MomentCorrected(Interpolant):
 
 
 INTERPOLANTS: dict[str, type[Interpolant]] = {}
+"""The path families by name (:attr:`PathConfig.path <scam.core.paths.PathConfig.path>`); filled by
+:func:`register_interpolant`."""
 
 
 def register_interpolant(cls: type[Interpolant]) -> type[Interpolant]:
