@@ -23,6 +23,7 @@ from ._synthetic import (
     gaussian_growth,
     mixture_growth,
     ornstein_uhlenbeck,
+    rotating_blob,
 )
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "list_datasets",
     "load",
     "ornstein_uhlenbeck",
+    "rotating_blob",
     "read_cite_pcas",
     "read_demo_npz",
     "read_eb_npz",

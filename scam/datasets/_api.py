@@ -183,6 +183,7 @@ _SIMULATIONS = {
     "double_well": _synthetic.double_well,
     "asynchronous": _synthetic.asynchronous_transition,
     "arc": _synthetic.arc_transport,
+    "rotation": _synthetic.rotating_blob,
 }
 
 
@@ -211,7 +212,8 @@ def simulate(kind: str = "branching", n_cells: int = 1000, *, rng=0, return_trut
         ``"double_well"``: cells leaving a saddle into two wells with noise, the fate of every first-snapshot
         cell known (:func:`~scam.datasets.double_well`); ``"asynchronous"``: one move made by every
         cell at its own pace (:func:`~scam.datasets.asynchronous_transition`); ``"arc"``: cells
-        travelling half way round a ring (:func:`~scam.datasets.arc_transport`).
+        travelling half way round a ring (:func:`~scam.datasets.arc_transport`); ``"rotation"``: a blob
+        whose centre travels round a circle over several snapshots (:func:`~scam.datasets.rotating_blob`).
     n_cells
         Cells per snapshot.
     rng

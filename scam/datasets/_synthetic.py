@@ -270,6 +270,81 @@ def arc_transport(
     )
 
 
+def rotating_blob(
+    n_cells: int = 1000,
+    *,
+    times=(0.0, 1.0, 2.0, 3.0, 4.0),
+    degrees: float = 45.0,
+    radius: float = 2.0,
+    blob: float = 0.5,
+    dim: int = 2,
+    noise: float = 0.5,
+    rng=0,
+) -> SyntheticTimeCourse:
+    """A Gaussian blob whose centre travels round a circle: dynamics that turn, seen in several snapshots.
+
+    The centre is at ``radius (cos(w t), sin(w t))``, ``w`` = ``degrees`` per time unit (in radians); the cells
+    are the centre plus ``N(0, blob^2 I)`` in the first two dimensions and, in ``dim > 2`` dimensions,
+    ``N(0, noise^2)`` in the others (stationary: nothing moves there). Cells turning rigidly about the origin
+    and cells translating with the centre give the same marginals (an isotropic blob's spin about its own
+    centre changes no marginal), so ``velocity`` is the gradient field that Action Matching can learn, the
+    centre's velocity ``w radius (-sin(w t), cos(w t))`` (0 in the noise dimensions). Straight lines between
+    consecutive snapshots cut the circle's chords.
+
+    Parameters
+    ----------
+    n_cells
+        Cells per snapshot.
+    times
+        Observation times (time units).
+    degrees
+        Angle the centre turns per time unit, in degrees.
+    radius, blob
+        The circle's radius and the blob's standard deviation.
+    dim
+        Dimensions (>= 2).
+    noise
+        Standard deviation of the stationary dimensions.
+    rng
+        Seed or Generator.
+
+    Returns
+    -------
+    SyntheticTimeCourse
+        Gaussian marginals (``marginal(t)``); ``info['marginal_sample'](t, n, rng)`` draws fresh cells.
+    """
+    if dim < 2:
+        raise ValueError(f"`dim` must be >= 2 for a rotation, got {dim}.")
+    rng = make_rng(rng)
+    times = np.asarray(times, float)
+    omega = np.deg2rad(degrees)
+
+    def centre(t):
+        return radius * np.array([np.cos(omega * t), np.sin(omega * t)])
+
+    def marginal(t):
+        mean = np.zeros(dim)
+        mean[:2] = centre(t)
+        return mean, np.diag([blob**2, blob**2] + [noise**2] * (dim - 2))
+
+    def sample(t, n, gen):
+        mean, cov = marginal(t)
+        return mean + make_rng(gen).standard_normal((n, dim)) * np.sqrt(np.diag(cov))
+
+    def velocity(x, t):
+        v = np.zeros((len(x), dim))
+        c = centre(t)
+        v[:, 0], v[:, 1] = -omega * c[1], omega * c[0]
+        return v
+
+    xs = [sample(t, n_cells, rng) for t in times]
+    return SyntheticTimeCourse(
+        xs=xs, times=times, masses=np.ones(len(times)), velocity=velocity,
+        growth_rate=lambda x, t: np.zeros(len(x)), marginal=marginal,
+        info={"marginal_sample": sample, "degrees": float(degrees), "radius": float(radius)},
+    )
+
+
 def ornstein_uhlenbeck(
     n_cells: int = 1000,
     *,
