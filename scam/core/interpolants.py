@@ -11,6 +11,8 @@ Families (registered in :data:`INTERPOLANTS` under the name :attr:`PathConfig.pa
 - :class:`Straight` (``"straight"``): every pair on its straight line at the same fraction of the gap;
 - :class:`Asynchronous` (``"asynchronous"``): every pair at its own pace (:mod:`scam.core.pace`);
 - :class:`GraphRoute` (``"graph"``): pairs along shortest routes through the data (:mod:`scam.core.graph`);
+- :class:`~scam.core.curved.Curved` (``"curved"``): pairs bent along the turning of the neighbouring
+  snapshots (:mod:`scam.core.curved`; bound to the whole path by :meth:`Interpolant.bind`);
 
 and two wrappers around any of them, which the path puts on where the fit asks for them:
 
@@ -147,6 +149,33 @@ class Interpolant(ABC):
     def from_choice(cls, choice: PathChoice) -> Interpolant:
         """The family's interpolant with the parameters a path choice settled (default: none)."""
         return cls()
+
+    def bind(self, xs: list, times: np.ndarray, plans: list, gap: int, cache: dict) -> Interpolant:
+        """This family for gap ``gap`` of a built path (default: itself, unchanged).
+
+        Families whose pairs depend on more than their own gap (:class:`~scam.core.curved.Curved`: the
+        neighbouring snapshots' plans) override it; :class:`~scam.core.paths.SnapshotPath` calls it once per
+        gap after its plans are solved.
+
+        Parameters
+        ----------
+        xs
+            Every snapshot (internal units), numpy arrays.
+        times
+            Internal times.
+        plans
+            Every gap's coupling.
+        gap
+            The gap this interpolant will serve.
+        cache
+            Shared by the gaps of one path (what a family computes once per path).
+        """
+        return self
+
+    def corrected(self, correction: MomentCorrection) -> Interpolant:
+        """This family with the gap's moment correction (:mod:`scam.core.noise`); default: the
+        :class:`MomentCorrected` wrapper, which replaces the point by the corrected straight segment."""
+        return MomentCorrected(self, correction)
 
     @abstractmethod
     def sample(self, pairs: Pairs, rng: np.random.Generator) -> PathPoints:

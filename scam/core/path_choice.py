@@ -48,7 +48,8 @@ class PathChoice:
     Attributes
     ----------
     path
-        ``"straight"``, ``"asynchronous"`` or ``"graph"``.
+        ``"straight"``, ``"asynchronous"``, ``"graph"`` or ``"curved"`` (``"graph"``/``"curved"``: some gap
+        has that family, ``gaps`` says which).
     pace_spread
         The asynchronous pace's spread (0 otherwise).
     reason
@@ -75,6 +76,7 @@ class PathChoice:
     ratio: np.ndarray | None = None
     gaps: list[str] = field(default_factory=list)
     off_support: list[float] = field(default_factory=list)
+    curve_ratio: np.ndarray | None = None  # [1, curved / straight] held-out W1 per validation draw (curved_choice)
 
     def to_dict(self) -> dict:
         """Plain JSON values (the model's metadata)."""
@@ -83,6 +85,7 @@ class PathChoice:
             "held_out": list(map(float, self.held_out)), "candidates": list(self.candidates),
             "ratio": [] if self.ratio is None else np.asarray(self.ratio, float).tolist(),
             "gaps": list(self.gaps), "off_support": list(map(float, self.off_support)),
+            "curve_ratio": [] if self.curve_ratio is None else np.asarray(self.curve_ratio, float).tolist(),
         }
 
     @classmethod
@@ -180,6 +183,24 @@ def resolve_path(config: TrainConfig, xs: list[np.ndarray], times: np.ndarray, *
                                           graph=explicit_pairs(pc.coupling)))
     if changes_mass:
         choice.reason += "; asynchronous paths left out: the path changes mass (changes in make-up are left to growth)"
+    if choice.path == "straight" and explicit_pairs(pc.coupling):
+        choice = _with_curves(choice, xs, times, side_stream(rng, 2))
+    return choice
+
+
+def _with_curves(choice: PathChoice, xs, times, rng: np.random.Generator) -> PathChoice:
+    """``choice`` with its straight gaps bent where :func:`scam.core.curved.curved_choice` validates it
+    (four or more time points; decided on rank 0); the evidence is added to the reason, per gap in ``gaps``."""
+    from .curved import curved_choice
+
+    if len(xs) < 4 or "straight" not in choice.gaps:
+        return choice
+    bent = on_rank0(lambda: curved_choice(xs, times, rng, base=choice.gaps))
+    choice.gaps = bent.gaps
+    choice.reason += "; curvature: " + bent.reason
+    choice.curve_ratio = bent.ratio
+    if "curved" in bent.gaps and choice.path == "straight":
+        choice.path = "curved"
     return choice
 
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._utils import check_types
+from . import curved  # noqa: F401  (registers the "curved" family)
 from .couplings import COUPLING_KINDS, COUPLINGS, gap_plans
 from .growth import GapGrowth
 from .growth_plans import gap_evidence, weighted_plans
-from .interpolants import INTERPOLANTS, BrownianBridge, Interpolant, MomentCorrected, Pairs
+from .interpolants import INTERPOLANTS, BrownianBridge, Interpolant, Pairs
 from .noise import MomentCorrection, plan_corrections
 from .path_choice import PathChoice
 
@@ -58,7 +59,8 @@ class PathConfig:
         (the default: each gap is ``"straight"`` unless most of its straight interpolation between
         exactly coupled cells runs where neither snapshot has cells, and then ``"graph"``:
         :func:`scam.core.off_support_share`; straight for entropic paths and couplings without
-        explicit pairs), ``"straight"``
+        explicit pairs), ``"curved"`` (every gap bent along the turning of its neighbouring snapshots, for
+        populations that turn across three or more snapshots: :mod:`scam.core.curved`), ``"straight"``
         (every pair at the same fraction of its straight line), ``"graph"`` (pairs
         coupled on, and moving along, shortest routes through the neighbour graph of the gap's two
         snapshots wherever their straight line leaves the data: :mod:`scam.core.graph`; for
@@ -69,7 +71,10 @@ class PathConfig:
         time points better than the straight path by more than twice its standard error
         (:func:`scam.core.path_choice.choose_path`); straight with two time points (nothing to
         validate on) and for entropic paths (``sigma > 0``), asynchronous candidates left out where
-        the path changes mass (a change in make-up is left to growth). ``"auto"`` is not the default
+        the path changes mass (a change in make-up is left to growth); where that stays straight, with
+        four or more time points, the gaps bend (``"curved"``) if bending predicts held-out inner
+        time points better by more than twice its standard error
+        (:func:`scam.core.curved.curved_choice`). ``"auto"`` is not the default
         because the ground truth asks so (on a noisy double well it finds the escape from the saddle
         asynchronous, and the noise then estimated from the potential for fate probabilities is too
         small); ``"graph"`` everywhere bends the Gaussian W2 geodesic, which ``"support"`` keeps
@@ -202,13 +207,13 @@ class SnapshotPath:
         if len(self.choice.gaps) != n_gaps:
             raise ValueError(f"The path choice has {len(self.choice.gaps)} gaps, the snapshots {n_gaps}.")
         families = [self.choice.interpolant(k) for k in range(n_gaps)]  # before any work: bad parameters fail here
+        if sigma > 0:
+            [BrownianBridge(f, sigma) for f in families]  # fails early for families that take no bridge
         routes = self.choice.route_gaps
         coupling = config.coupling
         self.times = np.asarray(times, dtype=np.float64)
         self.masses = np.asarray(masses, dtype=np.float64)
         self.sigma = float(sigma)
-        if self.sigma > 0:
-            families = [BrownianBridge(f, self.sigma) for f in families]
         self.growth: list[GapGrowth] | None = None
         if coupling == "weighted":
             evidence = gap_evidence(xs, self.masses, rng, progress) if evidence is None else evidence
@@ -217,10 +222,15 @@ class SnapshotPath:
         else:
             self.plans = gap_plans(xs, self.times, self.masses, config, sigma=self.sigma, log_growth=log_growth,
                                    graph=routes, rng=rng, progress=progress)
+        self._xs_np = [np.asarray(x) for x in xs]
+        self._bind_cache: dict = {}
+        families = [f.bind(self._xs_np, self.times, self.plans, k, self._bind_cache) for k, f in enumerate(families)]
+        if self.sigma > 0:
+            families = [BrownianBridge(f, self.sigma) for f in families]
         self.corrections: list[MomentCorrection | None] | None = None
         if config.noise_correction and self.sigma == 0 and COUPLING_KINDS[coupling].correctable and not all(routes):
             self.corrections = plan_corrections(xs, self.plans, config.max_plan_size, rng, progress, moments)
-            families = [f if c is None else MomentCorrected(f, c) for f, c in zip(families, self.corrections)]
+            families = [f if c is None else f.corrected(c) for f, c in zip(families, self.corrections)]
         self.interpolants: list[Interpolant] = families
         self._torch = torch
         self.xs = [torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in xs]
@@ -234,7 +244,8 @@ class SnapshotPath:
         other = object.__new__(SnapshotPath)
         other.__dict__.update(self.__dict__)
         other.choice = choice
-        other.interpolants = [choice.interpolant(k) for k in range(len(self.plans))]
+        other.interpolants = [choice.interpolant(k).bind(self._xs_np, self.times, self.plans, k, self._bind_cache)
+                              for k in range(len(self.plans))]
         return other
 
     @property
