@@ -20,10 +20,9 @@ class OptimConfig:
     Parameters
     ----------
     n_steps
-        Maximum number of optimiser steps. Default 2000: with the ``"pathwise"`` estimator this is as
-        accurate as 4000 on held-out days in 2-5 dimensions (Cite-5, LARRY) in half the time; the
-        ``"boundary"`` estimator (entropic AM) is noisier and gains from 4000, as do embeddings with
-        many dimensions (Cite, 50 PCs: 1.033x vs 1.022x the OT-interpolation W1; ``benchmarks/README.md``).
+        Maximum number of optimiser steps. Default 2000, enough for the ``"pathwise"`` estimator in a few
+        dimensions; the ``"boundary"`` estimator (entropic AM) is noisier and gains from more, as do
+        embeddings with many dimensions (measurements: ``benchmarks/README.md``).
     batch_size
         Path samples per step (times are stratified over ``[t_0, t_K]``). At most ``2**20`` (1,048,576):
         training holds the network's activations and their gradients for every sample (about 0.1 MB

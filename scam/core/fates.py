@@ -118,9 +118,8 @@ def diffusion_from_potential(potential, xs: list[np.ndarray], times: np.ndarray,
     classifier's counts, the model's error), so the slope of the model (one intercept per pair) is the
     geometric mean of the two least-squares regressions, ``-sqrt(var dl / var ds)`` with the sign of their
     correlation (reduced major axis): regressing ``dl`` on ``ds`` alone is pulled towards 0 by the model's
-    error (a large ``sigma``), the reverse by the classifier's noise (a small one); on a simulated double
-    well the geometric mean landed within 0.88-1.08x of the true noise where the two regressions gave
-    0.93-1.33x and 0.80-0.93x.
+    error (a large ``sigma``), the reverse by the classifier's noise (a small one); the geometric mean
+    lies between the two (measured on a simulated double well: docs page "Fate probabilities").
 
     Parameters
     ----------

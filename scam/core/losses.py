@@ -168,8 +168,8 @@ def action_matching_loss(
       the bracket cancels the boundary terms. The loss is ``int E [w (1/2 |grad s|^2 - grad s . x_dot
       + lambda/2 s^2) - w_dot s]``: no boundary terms and no time derivative. Near the optimum its
       gradient noise is far lower (the boundary form's ``ds/dt`` and end-point terms cancel only in
-      expectation): >100x on the Gaussian geodesic, ~2x on an unbalanced path (``tests/test_losses.py``),
-      so it reaches the same accuracy in fewer, cheaper steps (``benchmarks/README.md``).
+      expectation; ``tests/test_losses.py`` checks it), so it reaches the same accuracy in fewer,
+      cheaper steps (``benchmarks/README.md``).
       Deterministic paths only (``sigma = 0``).
 
     Parameters

@@ -96,8 +96,8 @@ class PathConfig:
         Correct the path of exact plans (``"ot"``, ``"weighted"``) for their matching error
         (:mod:`scam.core.noise`): in many dimensions the paired cells are partly random partners and
         the straight-line path contracts inside each gap, which biases the velocity at the cells
-        (4x on a 50-D drifting cloud). Close to the identity where the plans are exact (few
-        dimensions). Used with the ``"pathwise"`` estimator only: the corrected pairs end at their
+        (several-fold in tens of dimensions: ``benchmarks/README.md``). Close to the identity where the
+        plans are exact (few dimensions). Used with the ``"pathwise"`` estimator only: the corrected pairs end at their
         kept targets, not exactly at the target cells, and the ``"boundary"`` form needs paths that
         end at the snapshots.
     """

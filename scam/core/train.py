@@ -137,9 +137,8 @@ def fit(
     threads
         torch CPU threads for the duration of the fit (restored afterwards). ``"auto"``: torch's own
         setting on a quiet machine, fewer when other jobs keep the cores busy (cores minus the 1-minute
-        load average, at least 1): with 2 threads beside another 2-thread job a fit took 30x its quiet
-        wall time (15x the CPU time: OpenMP threads spinning for cores they do not get), with 1 thread
-        2x (``benchmarks/threads.py``). ``None`` leaves torch's setting; an integer sets it.
+        load average, at least 1): OpenMP threads that spin for cores they do not get multiply a fit's
+        time (``benchmarks/threads.py``). ``None`` leaves torch's setting; an integer sets it.
 
     Returns
     -------
