@@ -66,16 +66,12 @@ import copy
 from dataclasses import dataclass, field
 
 import numpy as np
-import ot
 
 from .interpolants import Interpolant, Pairs, PathPoints, _as_tensor, on_segment, register_interpolant
+from .path_choice import _SAMPLES, MAX_VALIDATED, VALIDATION_CELLS, VALIDATION_REPEATS, PathChoice, _w1
 
 NEIGHBOURS = 16  # cells of the same snapshot each chained displacement is averaged over
 REACH = 2  # method="spline" only: snapshots either side of a cell that its tangent's spline runs through
-VALIDATION_CELLS = 1000  # cells per snapshot in each validation draw
-VALIDATION_REPEATS = 3  # independent draws per held-out inner time point
-MAX_VALIDATED = 3  # inner time points held out at most
-_SAMPLES = 3000  # path points per validation draw and family
 
 
 def _conditionals(plan, n0: int, n1: int):
@@ -351,12 +347,6 @@ class Curved(Interpolant):
         return f"Curved({state}{', corrected' if self.correction is not None else ''})"
 
 
-def _w1(points: np.ndarray, target: np.ndarray) -> float:
-    cost = ot.dist(points, target, metric="euclidean")
-    a, b = np.full(len(points), 1.0 / len(points)), np.full(len(target), 1.0 / len(target))
-    return float(ot.emd2(a, b, cost, numItermax=max(1_000_000, 50 * cost.size)))
-
-
 def held_out_scores(xs: list, times, k: int, rng: np.random.Generator, *, cells: int | None = VALIDATION_CELLS,
                     samples: int = _SAMPLES, neighbours: int = NEIGHBOURS, reach: int = REACH,
                     method: str = "arc") -> tuple[float, float]:
@@ -368,7 +358,6 @@ def held_out_scores(xs: list, times, k: int, rng: np.random.Generator, *, cells:
     -------
     (straight W1, curved W1)
     """
-    from .path_choice import PathChoice
     from .paths import PathConfig, SnapshotPath
 
     times = np.asarray(times, dtype=np.float64)
@@ -413,8 +402,6 @@ def curved_choice(xs: list, times, rng: np.random.Generator, *, base: list | Non
         ``gaps``: ``"curved"`` where the path bends, the base family elsewhere; ``ratio`` the curved path's
         held-out W1 relative to the straight path's, one row per draw; ``reason`` says why.
     """
-    from .path_choice import PathChoice
-
     times = np.asarray(times, dtype=np.float64)
     n_gaps = len(xs) - 1
     base = list(base) if base is not None else ["straight"] * n_gaps
