@@ -370,12 +370,13 @@ def held_out_scores(xs: list, times, k: int, rng: np.random.Generator, *, cells:
     n_gaps = len(rest) - 1
     path = SnapshotPath(rest, rest_t, np.ones(len(rest)), config,
                         choice=PathChoice.every_gap("straight", n_gaps, "validation"), rng=rng)
-    curves = CurveField.from_plans(rest, rest_t, path.plans, neighbours=neighbours, reach=reach, method=method)
+    # the path's curves, built once with these settings: the curved families bind to them
+    path._bind_cache["curved"] = CurveField.from_plans(rest, rest_t, path.plans, neighbours=neighbours, reach=reach,
+                                                       method=method)
     u = np.full(samples, times[k])
     straight_state = rng.bit_generator.state
     xs_s, _, _, _ = path.sample_path(u, rng)
     curved = path.with_choice(PathChoice.every_gap("curved", n_gaps, "validation"))
-    curved.interpolants = [Curved(curves, g) for g in range(n_gaps)]
     rng.bit_generator.state = straight_state  # the same pairs for both families
     xs_c, _, _, _ = curved.sample_path(u, rng)
     held = sub[k]
