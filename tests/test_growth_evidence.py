@@ -12,7 +12,17 @@ import ot
 import pytest
 
 from scam.core import PathConfig, SnapshotPath
-from scam.core.growth import GRID, MIN_EXCESS, factor_agreement, growth_evidence, growth_factors
+from scam.core.growth import (
+    EVIDENCE_CELLS,
+    GRID,
+    MIN_EXCESS,
+    PLATEAU,
+    _affine_push,
+    _Destroyed,
+    factor_agreement,
+    growth_evidence,
+    growth_factors,
+)
 from scam.core.growth_plans import cell_rates
 from scam.datasets._synthetic import branching_growth, gaussian_geodesic, mixture_growth, ornstein_uhlenbeck
 
@@ -44,6 +54,42 @@ def test_pure_transport_shows_no_growth(xs):
     np.testing.assert_allclose(path.plans[0].cdf[-1], 1.0)
     assert path.plans[0].n_pairs == balanced.plans[0].n_pairs
     np.testing.assert_allclose(path.plans[0].log_ra, 0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["transport", "branching", "more_mass"])
+def test_skipped_thresholds_cannot_change_the_outcome(case):
+    """The evidence stops trying thresholds once the destroyed mass is below what could matter; on the
+    same draws, the whole grid gives the same excess (when it is evidence) and the same threshold, and the
+    destroyed mass never rises with the threshold (the bound the skipping relies on)."""
+    tc = branching_growth(1000, rng=0) if case == "branching" else gaussian_geodesic(1000, rng=0)
+    z = standardised(tc.xs)
+    x0, x1 = (z[2], z[3]) if case == "branching" else (z[0], z[1])
+    m1 = 1.5 if case == "more_mass" else 1.0
+    gap = growth_evidence(x0, x1, 1.0, m1, rng=np.random.default_rng(3))
+    rng = np.random.default_rng(3)  # the same draws as growth_evidence
+    n = min(EVIDENCE_CELLS, len(x0) // 2, len(x1))
+    perm = rng.permutation(len(x0))
+    half_a, half_b = x0[perm[:n]], x0[perm[n : 2 * n]]
+    target = x1[rng.choice(len(x1), n, replace=False)]
+    real_at = _Destroyed(half_a, target, 1.0, m1)
+    null_at = _Destroyed(half_a, _affine_push(x0, x1, half_b), 1.0, m1)
+    real = np.array([real_at(c) for c in GRID])
+    null = np.array([null_at(c) for c in GRID])
+    assert np.all(np.diff(real) <= 1e-9) and np.all(np.diff(null) <= 1e-9)
+    done = ~np.isnan(gap.destroyed)
+    np.testing.assert_allclose(np.array(gap.destroyed)[done], real[done], atol=1e-12)
+    done_null = ~np.isnan(gap.null)
+    np.testing.assert_allclose(np.array(gap.null)[done_null], null[done_null], atol=1e-12)
+    full_excess = float(np.max(real - null))
+    if full_excess > MIN_EXCESS:
+        assert gap.excess == pytest.approx(full_excess, abs=1e-12)
+        assert gap.threshold == GRID[int(np.argmax(real - null >= PLATEAU * full_excess))]
+    else:
+        assert gap.excess <= MIN_EXCESS and gap.threshold is None
+    if case == "branching":
+        assert gap.threshold is not None and not done.all()  # growth found, and some plans skipped
+    if case == "transport":
+        assert gap.threshold is None
 
 
 @pytest.fixture(scope="module")
