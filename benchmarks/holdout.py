@@ -58,6 +58,7 @@ CONFIGS = {
     "learn_entropic": {"growth": "learn", "sigma": 0.1},
     "unbalanced_coupling": {"growth": "learn", "config": {"coupling": "unbalanced"}},
     "wide": {"network": {"hidden": 256}},
+    "network_2026-12-06": {"network": {"hidden": 256}, "config": {"lr": 1e-3}},  # the defaults' network until then
     "long": {"config": {"n_steps": 8000, "patience": 20}},
     # the loss estimator: "auto" (the default) is "pathwise" for deterministic paths
     "boundary": {"config": {"estimator": "boundary"}},  # the paper's form, same steps

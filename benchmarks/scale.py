@@ -19,6 +19,8 @@ Defaults of ``scam.tl.action_matching`` throughout (``growth='learn'``); run on 
     python benchmarks/scale.py --sizes 10000 100000 --dims 2    # a subset
     python benchmarks/scale.py --sizes 10000000 --dims 50 --phases fit   # the 10M atlas target
     python benchmarks/scale.py --out benchmarks/results/scale.txt
+    python benchmarks/scale.py --sizes 10000000 --dims 50 --larry 130000 --larry-holdout --phases fit --baseline
+        # the defaults against the network of 2026-12-06 (hidden 256, lr 1e-3), same run (fit_x_base: the ratio)
 """
 
 from __future__ import annotations
@@ -86,19 +88,24 @@ def _larry(n: int, seed: int = 0):
     return adata, None
 
 
-def run_one(kind: str, n: int, d: int, phases: tuple[str, ...]) -> dict:
+# the network and learning rate of the defaults until 2026-12-06 (--baseline: timed in the same run)
+BASELINE = {"network": {"hidden": 256}, "config": {"lr": 1e-3}}
+
+
+def run_one(kind: str, n: int, d: int, phases: tuple[str, ...], variant: str = "default") -> dict:
     import torch
 
     import scam
 
-    out = {"set": kind if kind != "drift" else f"drift N={n:,} d={d}", "cells": n, "dims": d}
+    out = {"set": kind if kind != "drift" else f"drift N={n:,} d={d}", "cells": n, "dims": d, "variant": variant}
     adata, c = _synthetic(n, d) if kind == "drift" else _larry(n)
     time_key = "time" if kind == "drift" else "day"
     out["data_gb"] = _rss_gb()
     times = np.unique(adata.obs[time_key].astype(float))
     if "fit" in phases:
         start = time.perf_counter()
-        scam.tl.action_matching(adata, time_key, progress=False, rng=0)
+        scam.tl.action_matching(adata, time_key, progress=False, rng=0, holdout=4 if kind == "larry_day4_out" else None,
+                                **(BASELINE if variant == "2026-12-06" else {}))
         out["fit_s"] = time.perf_counter() - start
         sec = adata.uns["action_matching"]["seconds"]
         out.update(plans_s=sec["plans"], train_s=sec["training"], fields_s=sec["fields"])
@@ -142,9 +149,10 @@ def run_one(kind: str, n: int, d: int, phases: tuple[str, ...]) -> dict:
 
 
 COLUMNS = [
-    ("set", "{}"), ("peak_gb", "{:.2f}"), ("data_gb", "{:.2f}"), ("fit_s", "{:.1f}"), ("plans_s", "{:.1f}"),
+    ("set", "{}"), ("variant", "{}"), ("peak_gb", "{:.2f}"), ("data_gb", "{:.2f}"), ("fit_s", "{:.1f}"),
+    ("plans_s", "{:.1f}"),
     ("train_s", "{:.1f}"), ("steps_per_s", "{:.0f}"), ("fields_s", "{:.1f}"), ("vel_err", "{:.3f}"),
-    ("drift_err", "{:.3f}"),
+    ("drift_err", "{:.3f}"), ("fit_x_base", "{:.2f}"),
     ("simulate_s", "{:.1f}"), ("couplings_s", "{:.1f}"), ("evaluate_s", "{:.1f}"), ("w1_ratio", "{:.3f}"),
     ("w1_ratio_all_cells", "{:.3f}"), ("fit_s_all_cells", "{:.1f}"),
 ]
@@ -163,22 +171,28 @@ def main(argv=None) -> int:
     p.add_argument("--dims", type=int, nargs="+", default=[2, 50])
     p.add_argument("--larry", type=int, default=130_000, help="cells of the LARRY-shaped set (0: skip)")
     p.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES)
+    p.add_argument("--larry-holdout", action="store_true", help="also fit the LARRY set with day 4 held out")
+    p.add_argument("--baseline", action="store_true",
+                   help="also fit every set with the network of 2026-12-06 (hidden 256, lr 1e-3); fit_x_base: ratio")
     p.add_argument("--out", type=Path, default=None, help="also write the table here")
-    p.add_argument("--one", nargs=3, metavar=("KIND", "N", "D"), help=argparse.SUPPRESS)
+    p.add_argument("--one", nargs=4, metavar=("KIND", "N", "D", "VARIANT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        kind, n, d = args.one
-        print(json.dumps(run_one(kind, int(n), int(d), tuple(args.phases))))
+        kind, n, d, variant = args.one
+        print(json.dumps(run_one(kind, int(n), int(d), tuple(args.phases), variant)))
         return 0
     jobs = [("drift", n, d) for n in args.sizes for d in args.dims if n > 0]  # --sizes 0: only LARRY
     if args.larry and (LARRY / "mouse_hematopoiesis.csv").exists():
         jobs.append(("larry", args.larry, 2))
+        if args.larry_holdout:
+            jobs.append(("larry_day4_out", args.larry, 2))
     rows = []
-    for kind, n, d in jobs:
+    variants = ("2026-12-06", "default") if args.baseline else ("default",)
+    for (kind, n, d), variant in ((job, v) for job in jobs for v in variants):
         _wait_for_quiet()
         start = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, __file__, "--one", kind, str(n), str(d), "--phases", *args.phases],
+            [sys.executable, __file__, "--one", kind, str(n), str(d), variant, "--phases", *args.phases],
             capture_output=True, text=True,
         )
         if proc.returncode != 0:
@@ -186,6 +200,9 @@ def main(argv=None) -> int:
             rows.append({"set": f"{kind} N={n:,} d={d} FAILED"})
             continue
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        base = next(r for r in rows if r["set"] == rows[-1]["set"])
+        if args.baseline and "fit_s" in rows[-1] and "fit_s" in base:  # to the 2026-12-06 network, same run
+            rows[-1]["fit_x_base"] = rows[-1]["fit_s"] / base["fit_s"]
         print(f"{rows[-1]['set']}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     text = table(rows)
     print(text)

@@ -25,11 +25,14 @@ class OptimConfig:
         embeddings with many dimensions (measurements: ``benchmarks/README.md``).
     batch_size
         Path samples per step (times are stratified over ``[t_0, t_K]``). At most ``2**20`` (1,048,576):
-        training holds the network's activations and their gradients for every sample (about 0.1 MB
-        each with the default network, so ``2**20`` samples already need some 100 GB); larger values
+        training holds the network's activations and their gradients for every sample (tens of kB
+        each with the default network, so ``2**20`` samples already need tens of GB); larger values
         are rejected before any work.
     lr, weight_decay
-        AdamW learning rate and weight decay.
+        AdamW learning rate and weight decay. The default learning rate 2e-3 goes with the default
+        network width (:class:`~scam.core.PotentialConfig`, 128); the wider 256 of the defaults until
+        2026-12-07 was trained at 1e-3 (Adam's step in the hidden layers wants roughly the inverse of the
+        width).
     warmup
         Linear learning-rate warm-up steps (then cosine decay to ``LR_FLOOR * lr``).
     ema_decay
@@ -43,7 +46,7 @@ class OptimConfig:
 
     n_steps: int = 2000
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup: int = 200
     ema_decay: float = 0.995
@@ -60,8 +63,8 @@ class OptimConfig:
         if self.batch_size > 2**20:
             raise ValueError(
                 f"OptimConfig.batch_size must be <= 2**20 (1,048,576), got {self.batch_size:,}: every path sample "
-                "of a batch holds network activations and gradients (about 0.1 MB each), so such a batch would need "
-                "over 100 GB of memory. The default 256 suits most data; pass e.g. config={'batch_size': 4096} for "
+                "of a batch holds network activations and gradients (tens of kB each), so such a batch would need "
+                "tens of GB of memory. The default 256 suits most data; pass e.g. config={'batch_size': 4096} for "
                 "more samples per step."
             )
         if not self.lr > 0:

@@ -22,7 +22,9 @@ class PotentialConfig:
     dim
         Dimension of the state space (number of embedding components).
     hidden
-        Width of each hidden layer.
+        Width of each hidden layer. Default 128: on the ground-truth systems and held-out days of
+        ``benchmarks/`` as accurate as 256 (the default until 2026-12-07), at about half the training time
+        (``benchmarks/README.md``).
     n_layers
         Number of hidden layers.
     n_frequencies
@@ -35,7 +37,7 @@ class PotentialConfig:
     """
 
     dim: int
-    hidden: int = 256
+    hidden: int = 128
     n_layers: int = 3
     n_frequencies: int = 1
     activation: str = "silu"
