@@ -381,3 +381,16 @@ def test_fields_in_one_pass_equal_the_separate_methods(growth):
     np.testing.assert_allclose(vel, model.velocity(x, t), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(rate, model.growth_rate(x, t), rtol=1e-6, atol=1e-6)
     assert (np.abs(rate).max() > 0) == (growth != "none")
+    # chunked, on a subset of rows written in place (what tl does over an atlas): the same values there,
+    # the other rows untouched
+    rows = np.arange(0, len(x), 3)
+    out = (np.full(len(x), -1.0), np.full(x.shape, -1.0), np.full(len(x), -1.0))
+    got = model.fields_chunked(x, t, rows=rows, out=out, chunk=4)
+    assert all(a is b for a, b in zip(got, out))
+    sub = model.fields(x[rows], t[rows])
+    for full, part in zip(out, sub):
+        np.testing.assert_allclose(full[rows], part, rtol=1e-6, atol=1e-6)
+        assert np.all(np.delete(full, rows, axis=0) == -1.0)
+    default = model.fields_chunked(x, t, chunk=5)
+    for a, b in zip(default, (pot, vel, rate)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

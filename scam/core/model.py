@@ -230,7 +230,7 @@ class ActionModel:
             np.zeros(len(z)) if growth is None else self.scaling.growth(_float64(growth)),
         )
 
-    def fields_chunked(self, x, t, *, chunk: int = FIELD_CHUNK, progress: bool = False):
+    def fields_chunked(self, x, t, *, rows=None, out=None, chunk: int = FIELD_CHUNK, progress: bool = False):
         """:meth:`fields` over many cells, ``chunk`` cells at a time (memory bounded by the chunk).
 
         Parameters
@@ -239,6 +239,12 @@ class ActionModel:
             Cells, ``(n, d)``.
         t
             One time per cell, ``(n,)``.
+        rows
+            Indices of the cells to evaluate (default: all); only those rows of ``x`` are read, a chunk at
+            a time, so no copy of ``x`` is made.
+        out
+            ``(potential (n,), velocity (n, d), growth rate (n,))`` arrays to fill at ``rows`` in place
+            (default: new arrays with one row per evaluated cell).
         chunk
             Cells per network evaluation.
         progress
@@ -246,18 +252,25 @@ class ActionModel:
 
         Returns
         -------
-        ``(potential (n,), velocity (n, d) in the dtype of x when floating, growth rate (n,))``.
+        ``(potential, velocity, growth rate)``: ``out`` when given, else new arrays (velocity in the dtype of
+        ``x`` when floating).
         """
         from tqdm import tqdm
 
         x = np.asarray(x)
         t = np.asarray(t, dtype=np.float64)
-        potential, growth = np.empty(len(x)), np.empty(len(x))
-        velocity = np.empty(x.shape, dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
-        starts = range(0, len(x), chunk)
+        rows = np.arange(len(x)) if rows is None else np.asarray(rows)
+        if out is None:
+            n = len(rows)
+            dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
+            out, rows_out = (np.empty(n), np.empty((n, x.shape[1]), dtype=dtype), np.empty(n)), np.arange(n)
+        else:
+            rows_out = rows
+        potential, velocity, growth = out
+        starts = range(0, len(rows), chunk)
         for s in tqdm(starts, disable=not progress or len(starts) < 4, desc="velocity, potential, growth", leave=False):
-            sel = slice(s, s + chunk)
-            potential[sel], velocity[sel], growth[sel] = self.fields(x[sel], t[sel])
+            src, dst = rows[s : s + chunk], rows_out[s : s + chunk]
+            potential[dst], velocity[dst], growth[dst] = self.fields(x[src], t[src])
         return potential, velocity, growth
 
     @property

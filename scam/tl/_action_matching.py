@@ -271,8 +271,8 @@ def action_matching(
     clock = _time.perf_counter()
     velocity = np.full(x_all.shape, np.nan, dtype=np.float32 if x_all.dtype == np.float32 else np.float64)
     potential, growth_rate = np.full(adata.n_obs, np.nan), np.full(adata.n_obs, np.nan)
-    potential[in_range], velocity[in_range], growth_rate[in_range] = model.fields_chunked(
-        x_all[in_range], t_all[in_range], progress=progress)
+    model.fields_chunked(x_all, t_all, rows=np.flatnonzero(in_range), out=(potential, velocity, growth_rate),
+                         progress=progress)  # in place, a chunk at a time: no copy of the embedding
     field_seconds = _time.perf_counter() - clock
     logger.info("scam: velocity, potential and growth of %d cells in %.1f s", int(in_range.sum()), field_seconds)
 
