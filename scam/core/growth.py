@@ -57,15 +57,14 @@ class GapGrowth:
     ----------
     destroyed
         Fraction of the source mass the unbalanced plan destroys, at each threshold of ``GRID``; NaN
-        at the thresholds not computed: the destroyed mass only falls as the threshold rises, so once it
-        is below both the excess found so far and ``MIN_EXCESS`` no higher threshold can change the
-        outcome, and those plans are not solved.
+        at the thresholds not computed: the destroyed mass only falls as the threshold rises (and the
+        null's is never negative), so once it is below the largest excess found so far no higher
+        threshold can exceed it, and those plans are not solved.
     null
         The same for the affine (pure-transport) null (NaN where not computed).
     excess
-        ``max(destroyed - null)`` over the computed thresholds: the mass that transport does not explain
-        (exact whenever it exceeds ``MIN_EXCESS``; otherwise possibly an underestimate, with the same
-        outcome: no growth).
+        ``max(destroyed - null)`` over the grid: the mass that transport does not explain (the skipped
+        thresholds cannot reach it).
     threshold
         Threshold (``x`` the median squared displacement of the balanced plan) at which the
         unbalanced plan destroys ``excess``; ``None`` when there is no evidence of growth beyond the
@@ -166,8 +165,8 @@ def growth_evidence(
 ) -> GapGrowth:
     """Test one gap for growth beyond pure transport, and calibrate the unbalanced threshold.
 
-    The thresholds of ``GRID`` are tried from the lowest up, and the ones that cannot change the outcome
-    are skipped (:class:`GapGrowth`): the decision and threshold are those of the whole grid.
+    The thresholds of ``GRID`` are tried from the lowest up, and the ones that cannot raise the excess
+    are skipped (:class:`GapGrowth`): excess, decision and threshold are those of the whole grid.
 
     Parameters
     ----------
@@ -194,13 +193,13 @@ def growth_evidence(
     best = -np.inf
     for k, c in enumerate(GRID):  # the destroyed mass only falls as the threshold rises (module docstring)
         real[k] = real_at(c)
-        if real[k] <= max(best, MIN_EXCESS):  # no higher threshold can raise the excess above best (or
-            break  # above MIN_EXCESS): skipped, and left NaN in the record
+        if real[k] <= best:  # no higher threshold can raise the excess above best: skipped, NaN in the record
+            break
         null_at = null_at or _Destroyed(half_a, _affine_push(x0, x1, half_b), mass0, mass1)
         null[k] = null_at(c)
         best = max(best, real[k] - null[k])
     gap = real - null
-    excess = float(np.nanmax(gap)) if np.isfinite(gap).any() else 0.0
+    excess = float(np.nanmax(gap))
     threshold = None
     if excess > MIN_EXCESS:
         # the lowest threshold at which the difference from pure transport has (nearly) reached its
