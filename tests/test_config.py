@@ -111,3 +111,23 @@ def test_plans_use_at_most_max_cells_per_snapshot():
     assert set(model.info["seconds"]) == {"plans", "training"} and model.info["steps"] == 5
     # the scaling still sees every cell
     np.testing.assert_allclose(model.shift, np.concatenate(xs).mean(axis=0))
+
+
+def test_learning_rate_is_resolved_by_the_growth_model_and_recorded():
+    """lr=None resolves per growth model (a separate growth network: LR['separate'], the paper's single
+    potential: LR['potential']); a given lr is kept; the fit records the one it used."""
+    import numpy as np
+
+    from scam.core import PotentialConfig, TrainConfig, fit
+    from scam.core.config import LR
+
+    assert TrainConfig().optim.lr is None
+    assert TrainConfig().resolved().optim.lr == LR["separate"]
+    assert TrainConfig.from_flat(growth_model="potential").resolved().optim.lr == LR["potential"]
+    assert TrainConfig.from_flat(lr=5e-4, growth_model="potential").resolved().optim.lr == 5e-4
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(60, 2)), rng.normal(size=(60, 2)) + 1.0]
+    model = fit(xs, [0.0, 1.0], network=PotentialConfig(dim=2, hidden=8, n_layers=1),
+                config=TrainConfig.from_flat(n_steps=2, eval_every=1), rng=0, progress=False)
+    assert model.report.lr == LR["separate"]
+    assert model.report.to_uns()["params"]["lr"] == LR["separate"]

@@ -17,6 +17,7 @@ from scam.core import (
     action_matching_loss,
     fit,
 )
+from scam.core.config import LR
 from scam.datasets._synthetic import gaussian_geodesic, ornstein_uhlenbeck
 from scam.metrics import gaussian_w2
 
@@ -172,6 +173,7 @@ def test_paper_unbalanced_am_recovers_its_own_growth_field():
     # 0.157 measured since each gap's plan has its own random stream (0.15 before): the single potential
     # trades a little drift for growth on this field; 0.2 still fails a model that ignores the drift
     assert rel_err(vel, np.broadcast_to(GROWTH_B, vel.shape)) <= 0.2
+    assert model.report.lr == LR["potential"]  # the single potential's learning rate (0.203 at 2e-3)
     _, logw = model.trajectory(xs[0], [times[0], times[-1]])
     ratio = np.exp(logw[-1]).mean()
     assert abs(ratio / masses[-1] - 1) < 0.10, (ratio, masses[-1])
@@ -219,7 +221,7 @@ def test_adamw_falls_back_to_the_multi_tensor_kernel(monkeypatch):
     from scam.core import train as train_mod
 
     params = [nn.Parameter(torch.zeros(3))]
-    assert train_mod._adamw(params, train_mod.OptimConfig()).defaults["fused"]  # this build: fused on CPU
+    assert train_mod._adamw(params, train_mod.OptimConfig(lr=2e-3)).defaults["fused"]  # this build: fused on CPU
     real = torch.optim.AdamW
 
     def no_fused(*args, fused=None, **kwargs):

@@ -29,10 +29,12 @@ class OptimConfig:
         each with the default network, so ``2**20`` samples already need tens of GB); larger values
         are rejected before any work.
     lr, weight_decay
-        AdamW learning rate and weight decay. The default learning rate 2e-3 goes with the default
-        network width (:class:`~scam.core.PotentialConfig`, 128); the wider 256 of the defaults until
-        2026-12-07 was trained at 1e-3 (Adam's step in the hidden layers wants roughly the inverse of the
-        width).
+        AdamW learning rate and weight decay. ``lr=None`` (default) is resolved by the fit
+        (:meth:`TrainConfig.resolved`): ``LR["separate"]`` (2e-3) with a separate growth network, which goes
+        with the default network width (:class:`~scam.core.PotentialConfig`, 128; the wider 256 of the
+        defaults until 2026-12-07 was trained at 1e-3), and ``LR["potential"]`` (1e-3) for the paper's single
+        potential, whose ``lambda/2 s^2`` term makes the potential's values, not only its gradient, part of
+        the loss and recovers its growth field better with the smaller step (``benchmarks/README.md``).
     warmup
         Linear learning-rate warm-up steps (then cosine decay to ``LR_FLOOR * lr``).
     ema_decay
@@ -46,7 +48,7 @@ class OptimConfig:
 
     n_steps: int = 2000
     batch_size: int = 256
-    lr: float = 2e-3
+    lr: float | None = None
     weight_decay: float = 1e-4
     warmup: int = 200
     ema_decay: float = 0.995
@@ -56,7 +58,7 @@ class OptimConfig:
 
     def __post_init__(self):
         check_types(self, ints=("n_steps", "batch_size", "eval_every", "patience", "warmup"),
-                    numbers=("lr", "weight_decay", "ema_decay", "grad_clip"))
+                    numbers=("weight_decay", "ema_decay", "grad_clip") + (() if self.lr is None else ("lr",)))
         for name in ("n_steps", "batch_size", "eval_every", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"OptimConfig.{name} must be >= 1, got {getattr(self, name)}.")
@@ -67,7 +69,7 @@ class OptimConfig:
                 "tens of GB of memory. The default 256 suits most data; pass e.g. config={'batch_size': 4096} for "
                 "more samples per step."
             )
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise ValueError(f"OptimConfig.lr must be > 0, got {self.lr}.")
         for name in ("weight_decay", "warmup", "grad_clip"):
             if getattr(self, name) < 0:
@@ -75,6 +77,8 @@ class OptimConfig:
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"OptimConfig.ema_decay must be in [0, 1), got {self.ema_decay}.")
 
+
+LR = {"separate": 2e-3, "potential": 1e-3}  # the learning rate lr=None resolves to, per growth model
 
 _GROUPS = {"path": PathConfig, "objective": ObjectiveConfig, "optim": OptimConfig}
 
@@ -188,8 +192,11 @@ class TrainConfig:
 
     def resolved(self, *, prior: bool = False, equal_masses: bool = True) -> TrainConfig:
         """The same settings with every ``"auto"`` the fit resolves filled in (:meth:`resolved_coupling`,
-        :meth:`resolved_estimator`; ``noise_correction`` only with the ``"pathwise"`` estimator)."""
+        :meth:`resolved_estimator`; ``noise_correction`` only with the ``"pathwise"`` estimator; ``lr=None``:
+        ``LR`` of the growth model)."""
         estimator = self.resolved_estimator()
         path = replace(self.path, coupling=self.resolved_coupling(prior=prior, equal_masses=equal_masses),
                        noise_correction=self.path.noise_correction and estimator == "pathwise")
-        return replace(self, path=path, objective=replace(self.objective, estimator=estimator))
+        lr = LR[self.objective.growth_model] if self.optim.lr is None else self.optim.lr
+        return replace(self, path=path, objective=replace(self.objective, estimator=estimator),
+                       optim=replace(self.optim, lr=lr))

@@ -42,6 +42,9 @@ class FitReport:
         Wall time per phase (``plans``, ``training``).
     steps
         Optimiser steps taken.
+    lr
+        The learning rate used (``OptimConfig.lr=None`` resolved; None in reports saved before it was
+        recorded).
     """
 
     coupling: str
@@ -53,6 +56,7 @@ class FitReport:
     matching_noise: list[float] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     steps: int = 0
+    lr: float | None = None
 
     def to_info(self) -> dict:
         """Plain JSON values (``ActionModel.info``, saved with the model)."""
@@ -66,6 +70,7 @@ class FitReport:
             "matching_noise": None if self.matching_noise is None else [float(m) for m in self.matching_noise],
             "seconds": {k: float(v) for k, v in self.seconds.items()},
             "steps": int(self.steps),
+            "lr": None if self.lr is None else float(self.lr),
         }
 
     @classmethod
@@ -85,7 +90,7 @@ class FitReport:
             growth=info.get("growth", ""),
             growth_evidence=None if evidence is None else [GapGrowth(**g) for g in evidence],
             plan_cells=list(info.get("plan_cells", [])), matching_noise=info.get("matching_noise"),
-            seconds=dict(info.get("seconds", {})), steps=int(info.get("steps", 0)),
+            seconds=dict(info.get("seconds", {})), steps=int(info.get("steps", 0)), lr=info.get("lr"),
         )
 
     def to_uns(self) -> dict:
@@ -95,6 +100,7 @@ class FitReport:
         choice = self.path
         out = {
             "params": {"coupling": self.coupling, "estimator": self.estimator, "growth_fit": self.growth,
+                       "lr": np.nan if self.lr is None else float(self.lr),
                        "path": choice.path, "pace_spread": float(choice.pace_spread), "path_reason": choice.reason,
                        "path_gaps": list(choice.gaps)},
             "path_choice": {

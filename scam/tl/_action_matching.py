@@ -203,7 +203,8 @@ def action_matching(
         ``'potential'``, ``'none'`` (balanced), ``'none (no evidence)'`` (no gap shows growth beyond pure
         transport: every rate is 0) or ``'none (evidence not placed)'`` (a gap shows growth but every
         cell falls in one compartment, e.g. a time point of a few dozen cells: every rate is 0, with a
-        warning)), ``'times'`` (fitted time points),
+        warning), and ``lr``, the learning rate used (``config={'lr': None}``, the default, resolved by
+        the growth model: :class:`~scam.core.OptimConfig`)), ``'times'`` (fitted time points),
         ``'scaling'`` (``shift``, ``scale``, ``t_min``, ``t_max``), ``'history'`` (``step``, ``loss``,
         ``val_loss``), ``'path_choice'`` (the evidence for the path: ``held_out``, the inner time
         points held out, ``candidates``, the paths compared, ``ratio``, their held-out W1 relative to
