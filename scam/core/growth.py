@@ -191,7 +191,7 @@ def growth_evidence(
     real_at, null_at = _Destroyed(half_a, target, mass0, mass1), None
     real, null = np.full(len(GRID), np.nan), np.full(len(GRID), np.nan)
     best = -np.inf
-    for k, c in enumerate(GRID):  # the destroyed mass only falls as the threshold rises (module docstring)
+    for k, c in enumerate(GRID):  # the destroyed mass only falls as the threshold rises (GapGrowth)
         real[k] = real_at(c)
         if real[k] <= best:  # no higher threshold can raise the excess above best: skipped, NaN in the record
             break

@@ -22,8 +22,9 @@ class PotentialConfig:
     dim
         Dimension of the state space (number of embedding components).
     hidden
-        Width of each hidden layer. Default 128: on the ground-truth systems and held-out days of
-        ``benchmarks/`` as accurate as 256 (the default until 2026-12-07), at about half the training time
+        Width of each hidden layer. Default 128: trained at the learning rate that goes with it
+        (:class:`~scam.core.OptimConfig`), as accurate as 256 (the default until 2026-12-07) on the
+        ground-truth systems and held-out days of ``benchmarks/``, at about half the training time
         (``benchmarks/README.md``).
     n_layers
         Number of hidden layers.
