@@ -56,7 +56,7 @@ def test_pure_transport_shows_no_growth(xs):
     np.testing.assert_allclose(path.plans[0].log_ra, 0.0, atol=1e-9)
 
 
-@pytest.mark.parametrize("case", ["transport", "branching", "more_mass"])
+@pytest.mark.parametrize("case", ["transport", "branching", "more_mass", "far_apart"])
 def test_skipped_thresholds_cannot_change_the_outcome(case):
     """The evidence stops trying thresholds once the destroyed mass is below what could matter; on the
     same draws, the whole grid gives the same excess (when it is evidence) and the same threshold, and the
@@ -64,6 +64,8 @@ def test_skipped_thresholds_cannot_change_the_outcome(case):
     tc = branching_growth(1000, rng=0) if case == "branching" else gaussian_geodesic(1000, rng=0)
     z = standardised(tc.xs)
     x0, x1 = (z[2], z[3]) if case == "branching" else (z[0], z[1])
+    if case == "far_apart":  # a tight cloud that moves far: nothing destroyed from a low threshold on
+        x0, x1 = 0.2 * x0, 0.2 * x1 + 5.0
     m1 = 1.5 if case == "more_mass" else 1.0
     gap = growth_evidence(x0, x1, 1.0, m1, rng=np.random.default_rng(3))
     rng = np.random.default_rng(3)  # the same draws as growth_evidence
@@ -90,6 +92,8 @@ def test_skipped_thresholds_cannot_change_the_outcome(case):
         assert gap.threshold is not None and not done.all()  # growth found, and some plans skipped
     if case == "transport":
         assert gap.threshold is None
+    if case == "far_apart":  # nothing destroyed at the lowest threshold: only the null's highest is solved
+        assert np.all(np.array(gap.destroyed) == 0) and np.isnan(gap.null[:-1]).all() and gap.threshold is None
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,8 @@ class GapGrowth:
         Fraction of the source mass the unbalanced plan destroys, at each threshold of ``GRID``; NaN
         at the thresholds not computed: the destroyed mass only falls as the threshold rises (and the
         null's is never negative), so once it is below the largest excess found so far no higher
-        threshold can exceed it, and those plans are not solved.
+        threshold can exceed it, and those plans are not solved; once it is 0 it is 0 at every higher
+        threshold, and of the null's only the highest threshold's (its smallest) can matter.
     null
         The same for the affine (pure-transport) null (NaN where not computed).
     excess
@@ -196,6 +197,10 @@ def growth_evidence(
         if real[k] <= best:  # no higher threshold can raise the excess above best: skipped, NaN in the record
             break
         null_at = null_at or _Destroyed(half_a, _affine_push(x0, x1, half_b), mass0, mass1)
+        if real[k] == 0:  # nothing destroyed from here on: every later difference is -null, largest where
+            real[k:] = 0.0  # the null is smallest, at the highest threshold
+            null[-1] = null_at(GRID[-1])
+            break
         null[k] = null_at(c)
         best = max(best, real[k] - null[k])
     gap = real - null
