@@ -189,14 +189,14 @@ def growth_evidence(
     perm = rng.permutation(len(x0))
     half_a, half_b = x0[perm[:n]], x0[perm[n : 2 * n]]
     target = x1[rng.choice(len(x1), n, replace=False)]
-    real_at, null_at = _Destroyed(half_a, target, mass0, mass1), None
+    real_at = _Destroyed(half_a, target, mass0, mass1)
+    null_at = _Destroyed(half_a, _affine_push(x0, x1, half_b), mass0, mass1)  # needed from the first threshold on
     real, null = np.full(len(GRID), np.nan), np.full(len(GRID), np.nan)
     best = -np.inf
     for k, c in enumerate(GRID):  # the destroyed mass only falls as the threshold rises (GapGrowth)
         real[k] = real_at(c)
         if real[k] <= best:  # no higher threshold can raise the excess above best: skipped, NaN in the record
             break
-        null_at = null_at or _Destroyed(half_a, _affine_push(x0, x1, half_b), mass0, mass1)
         if real[k] == 0:  # nothing destroyed from here on: every later difference is -null, largest where
             real[k:] = 0.0  # the null is smallest, at the highest threshold
             null[-1] = null_at(GRID[-1])
