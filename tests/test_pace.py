@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -80,6 +83,28 @@ def test_graph_routes_follow_the_ring():
     np.testing.assert_array_equal(nodes[ptr[:-1]], src)
     np.testing.assert_array_equal(nodes[ptr[1:] - 1], len(x0) + tgt)
     assert np.all(np.diff(cum)[np.diff(key) > 0] >= 0) and np.all(cum[ptr[1:] - 1] == 1.0)
+
+
+def test_route_searches_split_over_processes_give_the_tables_of_one_search(monkeypatch):
+    import multiprocessing
+
+    from scam.core import graph
+
+    arc = arc_transport(300, times=(0.0, 1.0), width=0.05, rng=3)
+    one_cost, one_pred = graph_geodesics(*arc.xs)  # 300 x 600 is below PARALLEL_SEARCH: one search
+    assert graph._search_workers(300, 600) == 1
+    monkeypatch.setattr(graph, "_search_workers", lambda n_sources, n_nodes: 3)
+    cost, pred = graph_geodesics(*arc.xs)
+    np.testing.assert_array_equal(cost, one_cost)
+    np.testing.assert_array_equal(pred, one_pred)
+    monkeypatch.undo()
+    # large enough to split where processes can be forked; never inside a daemonic process (no children)
+    monkeypatch.setattr(graph, "PARALLEL_SEARCH", 1)
+    linux = sys.platform.startswith("linux")
+    expected = min(len(os.sched_getaffinity(0)), graph.MAX_SEARCH_PROCESSES) if linux else 1
+    assert graph._search_workers(300, 600) == expected
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
+    assert graph._search_workers(300, 600) == 1
 
 
 def test_graph_path_velocity_is_the_derivative_of_its_points():

@@ -26,10 +26,16 @@ pathwise estimator takes it as it is. Only gaps whose couplings have explicit pa
 ``"weighted"``, ``"uot"``) can follow routes; the noise correction of straight paths does not apply.
 
 Cost: one Dijkstra search per source cell of each chunk (:attr:`PathConfig.max_plan_size`, at most
-:data:`GRAPH_MAX_PLAN` with routes), about 1 s per 1,000 x 1,000 chunk in 2-D.
+:data:`GRAPH_MAX_PLAN` with routes), about 1 s per 1,000 x 1,000 chunk in 2-D. scipy's search holds the GIL,
+so on Linux a chunk's sources are split over forked processes, one per core this process may use, at most
+:data:`MAX_SEARCH_PROCESSES` (:func:`_searches`): the same searches, the same tables.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+import warnings
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -43,6 +49,8 @@ SUPPORT_QUANTILE = 0.95  # a point is off the support when farther from every ce
 SUPPORT_FRACTIONS = (0.25, 0.5, 0.75)  # where along a straight line it is checked
 SUPPORT_CELLS = 1000  # cells per snapshot on which a gap's off-support share is measured
 SUPPORT_MAJORITY = 0.5  # a gap follows the data when more than this share of its line leaves the support
+PARALLEL_SEARCH = 1_000_000  # sources x nodes from which the searches are split over processes (~0.5 s of work)
+MAX_SEARCH_PROCESSES = 4
 
 
 def leaves_support(union: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -140,7 +148,7 @@ def graph_geodesics(x0: np.ndarray, x1: np.ndarray, n_neighbors: int = GRAPH_NEI
     weights = dist[:, 1:].ravel() ** 2 + 1e-12  # duplicates of one cell stay distinct nodes
     graph = csr_matrix((weights, (rows, ind[:, 1:].ravel())), shape=(len(union), len(union)))
     graph = graph.maximum(graph.T)
-    hops, predecessors = dijkstra(graph, directed=False, indices=np.arange(n0), return_predecessors=True)
+    hops, predecessors = _searches(graph, n0)
     route = hops[:, n0:]
     cost = route**2
     unreachable = ~np.isfinite(cost)
@@ -149,6 +157,45 @@ def graph_geodesics(x0: np.ndarray, x1: np.ndarray, n_neighbors: int = GRAPH_NEI
         top = cost[~unreachable].max() if (~unreachable).any() else 0.0
         cost = np.where(unreachable, top + euclid, cost)
     return cost, predecessors
+
+
+def _search_workers(n_sources: int, n_nodes: int) -> int:
+    """Processes for the searches: the cores this process may run on, at most :data:`MAX_SEARCH_PROCESSES`;
+    1 below :data:`PARALLEL_SEARCH` or where processes cannot be forked (not Linux, or inside a daemonic
+    process). Not reduced by the load average as torch's threads are: a search process that waits for a
+    core does not spin (OpenMP's threads do), so a busy core costs a share of it, not a multiple."""
+    import multiprocessing
+
+    if n_sources * n_nodes < PARALLEL_SEARCH or not sys.platform.startswith("linux"):
+        return 1
+    if multiprocessing.current_process().daemon:  # e.g. a worker of the user's own pool: no children
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_SEARCH_PROCESSES, n_sources))
+
+
+def _searches(graph: csr_matrix, n0: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dijkstra from each of the first ``n0`` nodes: distances and predecessors, ``(n0, n_nodes)`` each.
+
+    scipy's search holds the GIL; where :func:`_search_workers` allows, the sources are split over that many
+    processes (forked: nothing is imported again; they run scipy's search alone, no OpenMP), the parent
+    searching the last share. Each source's search is independent: the tables are those of one call.
+    """
+    workers = _search_workers(n0, graph.shape[0])
+    parts = np.array_split(np.arange(n0), workers)
+    if workers == 1:
+        return dijkstra(graph, directed=False, indices=parts[0], return_predecessors=True)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with warnings.catch_warnings():  # Python >= 3.12 warns of fork in a threaded process: the child runs no
+        warnings.simplefilter("ignore", DeprecationWarning)  # lock-taking code, only scipy's search
+        with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(dijkstra, graph, directed=False, indices=part, return_predecessors=True)
+                       for part in parts[:-1]]
+            last = dijkstra(graph, directed=False, indices=parts[-1], return_predecessors=True)
+            done = [f.result() for f in futures] + [last]
+    return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
 
 
 def routes(predecessors: np.ndarray, union: np.ndarray, src: np.ndarray, tgt: np.ndarray, n0: int,
