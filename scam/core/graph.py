@@ -222,30 +222,55 @@ def routes(predecessors: np.ndarray, union: np.ndarray, src: np.ndarray, tgt: np
         its target) with arc-length fractions ``cum[ptr[p]:ptr[p + 1]]`` (0 to 1). Unconnected pairs,
         and pairs at one place, get the straight route (two nodes).
     """
-    chains, fractions = [], []
+    src, tgt = np.asarray(src, dtype=np.int64), np.asarray(tgt, dtype=np.int64)
     keep = np.zeros(len(src), dtype=bool) if straight is None else np.asarray(straight, dtype=bool)
     if len(keep) != len(src) or len(src) != len(tgt):
         raise ValueError(f"routes needs one source, target (and straight flag) per pair; got {len(src)} sources, "
                          f"{len(tgt)} targets and {len(keep)} flags.")
-    for i, j, line in zip(src, tgt, keep):
-        node, chain = n0 + int(j), [n0 + int(j)]
-        while node != i and node >= 0 and not line:
-            node = int(predecessors[i, node])
-            chain.append(node)
-        if node != i:  # not connected, or kept straight
-            chain = [n0 + int(j), int(i)]
-        chain = np.asarray(chain[::-1], dtype=np.int64)
-        seg = np.linalg.norm(np.diff(union[chain], axis=0), axis=1)
-        total = seg.sum()
-        if total <= 0:
-            chain, cum = chain[[0, -1]], np.array([0.0, 1.0])
-        else:
-            cum = np.concatenate([[0.0], np.cumsum(seg)]) / total
-            cum[-1] = 1.0
-        chains.append(chain)
-        fractions.append(cum)
-    ptr = np.concatenate([[0], np.cumsum([len(c) for c in chains])]).astype(np.int64)
-    return ptr, np.concatenate(chains), np.concatenate(fractions)
+    # every pair walks its predecessors back from its target at once, a hop per round
+    node = n0 + tgt
+    walk = [node, np.where(keep, src, node)]  # at least two columns: the straight route is [target, source]
+    active = ~keep.copy()
+    while active.any():
+        node = node.copy()
+        node[active] = predecessors[src[active], node[active]]
+        walk[-1] = np.where(active, node, walk[-1])
+        active &= (node != src) & (node >= 0)
+        if active.any():
+            walk.append(node.copy())
+    walk = np.stack(walk, axis=1)  # (pairs, rounds), target first
+    at_source = walk == src[:, None]
+    reached = at_source.any(axis=1) & ~keep
+    walk[~reached, 1] = src[~reached]  # not connected, or kept straight: the straight route
+    length = np.where(reached, np.argmax(at_source, axis=1) + 1, 2)
+    # each route from its source to its target: the walk's first ``length`` nodes, reversed
+    back = length[:, None] - 1 - np.arange(walk.shape[1])
+    nodes = np.take_along_axis(walk, np.maximum(back, 0), axis=1)[back >= 0]
+    cum, total = _arc_fractions(union, nodes, length)
+    flat = total <= 0  # a pair at one place: its two ends alone, fractions 0 and 1
+    if flat.any():
+        ends = np.cumsum(length)
+        inner = np.ones(len(nodes), dtype=bool)
+        inner[ends - length] = inner[ends - 1] = False
+        nodes = nodes[~(np.repeat(flat, length) & inner)]
+        length = np.where(flat, 2, length)
+        cum, total = _arc_fractions(union, nodes, length)
+        cum[np.repeat(flat, length)] = np.tile([0.0, 1.0], int(flat.sum()))
+    return np.concatenate([[0], np.cumsum(length)]).astype(np.int64), nodes, cum
+
+
+def _arc_fractions(union: np.ndarray, nodes: np.ndarray, length: np.ndarray):
+    """Arc-length fractions along routes stored one after another (``length`` nodes each), and their lengths."""
+    ends = np.cumsum(length)
+    seg = np.zeros(len(nodes))
+    seg[1:] = np.linalg.norm(np.diff(union[nodes], axis=0), axis=1)
+    seg[ends - length] = 0.0  # a route's first node: no hop into it
+    cum = np.cumsum(seg)
+    cum -= np.repeat(cum[ends - length], length)
+    total = cum[ends - 1].copy()
+    cum /= np.repeat(np.where(total > 0, total, 1.0), length)
+    cum[ends - 1] = 1.0
+    return cum, total
 
 
 def route_keys(ptr: np.ndarray, cum: np.ndarray) -> np.ndarray:
