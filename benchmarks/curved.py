@@ -2,7 +2,8 @@
 
 Systems (``scam.datasets.rotating_blob``: a blob whose centre travels round a circle, 2-D or with stationary
 noise dimensions; a Gaussian moving at constant velocity, straight truth), one fit per path family
-(``path="straight"``, ``"curved"``, ``"auto"``; ``growth=None``-like balanced fits, defaults otherwise).
+(``path="support"``, the default, ``"straight"``, ``"curved"``, ``"auto"``; ``growth=None``-like balanced fits,
+defaults otherwise).
 Velocity error: relative L2 against the true (marginal-preserving gradient) field at 8 times strictly
 inside the observed range, fresh cells from the true marginals. Held out: the middle snapshot removed, the
 model fitted on the others pushes the previous snapshot to it; W1 as a ratio to straight exact-OT
@@ -54,7 +55,7 @@ ROWS = {
     "constant2d": lambda n, rng: constant_velocity(n, 4, 2, rng),
     "constant10d": lambda n, rng: constant_velocity(n, 4, 10, rng),
 }
-FAMILIES = ("straight", "curved", "auto")
+FAMILIES = ("support", "straight", "curved", "auto")  # "support": the default
 
 
 def _w1(a, b) -> float:

@@ -73,6 +73,22 @@ def test_the_rule_bends_a_rotation_and_keeps_a_constant_velocity_straight():
     assert curved_choice(xs[:3], times[:3] / 2, np.random.default_rng(0)).gaps == ["straight"] * 2
 
 
+def test_the_default_path_bends_where_inner_days_validate_it():
+    """path='support' (the default) bends the straight gaps by the same rule, keeps straight truth straight,
+    and says why in the reason."""
+    from scam.core.path_choice import resolve_path
+
+    config = TrainConfig.from_flat(coupling="ot")
+    assert config.path.path == "support"
+    tc = rotating_blob(600, degrees=45.0, rng=3)
+    xs = [x / 2 for x in tc.xs]
+    bent = resolve_path(config, xs, tc.times / tc.times[-1], changes_mass=False, rng=np.random.default_rng(0))
+    assert bent.gaps == ["curved"] * 4 and "curvature" in bent.reason, bent.reason
+    xs, times = _constant_velocity(600, 5)
+    kept = resolve_path(config, xs, times / times[-1], changes_mass=False, rng=np.random.default_rng(0))
+    assert kept.gaps == ["straight"] * 4 and "no bending" in kept.reason, kept.reason
+
+
 @pytest.mark.slow
 def test_curved_fit_learns_the_turning_velocity():
     """Ground truth: a blob turning 45 degrees per time unit over 5 snapshots; velocity error against the true

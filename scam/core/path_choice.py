@@ -167,7 +167,7 @@ def resolve_path(config: TrainConfig, xs: list[np.ndarray], times: np.ndarray, *
         if not explicit_pairs(pc.coupling):
             return PathChoice.every_gap(
                 "straight", n_gaps, f"path='support' with coupling={pc.coupling!r} (no explicit pairs): straight")
-        return support_choice(xs, side_stream(rng, 0))
+        return _with_curves(support_choice(xs, side_stream(rng, 0)), xs, times, side_stream(rng, 2))
     if pc.path == "asynchronous" and pc.pace_spread is not None:
         return PathChoice.every_gap("asynchronous", n_gaps, "path='asynchronous' with the given pace_spread",
                                     pace_spread=pc.pace_spread)

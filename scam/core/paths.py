@@ -58,8 +58,10 @@ class PathConfig:
         :func:`scam.core.path_choice.resolve_path`: ``"support"``
         (the default: each gap is ``"straight"`` unless most of its straight interpolation between
         exactly coupled cells runs where neither snapshot has cells, and then ``"graph"``:
-        :func:`scam.core.off_support_share`; straight for entropic paths and couplings without
-        explicit pairs), ``"curved"`` (every gap bent along the turning of its neighbouring snapshots, for
+        :func:`scam.core.off_support_share`; with four or more time points the straight gaps then bend
+        (``"curved"``) where bending predicts held-out inner time points better by more than twice its
+        standard error, :func:`scam.core.curved.curved_choice`; straight for entropic paths and couplings
+        without explicit pairs), ``"curved"`` (every gap bent along the turning of its neighbouring snapshots, for
         populations that turn across three or more snapshots: :mod:`scam.core.curved`), ``"straight"``
         (every pair at the same fraction of its straight line), ``"graph"`` (pairs
         coupled on, and moving along, shortest routes through the neighbour graph of the gap's two
