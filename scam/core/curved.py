@@ -46,12 +46,13 @@ conditional means towards the population's mean; the first and last snapshots ar
 Destroyed or created cells (unbalanced plans) stay in place with no bend; cells without a transported
 partner take their neighbours' displacements.
 
-When to bend: :func:`curved_choice` holds out each inner training time point (at most
-:data:`MAX_VALIDATED`), builds the curves on the remaining ones and predicts it from its two neighbours
-by the curved and the straight path (no training, same pairs), as :func:`scam.core.path_choice.choose_path`
-does for one-gap candidates; every gap bends only if the curved path's mean held-out W1 is below the
-straight path's by more than twice its standard error. Fewer than four time points leave nothing to
-validate a curve on (a held-out middle point leaves two): the path stays straight.
+When to bend (the default ``path="support"`` and ``"auto"`` ask it): :func:`curved_choice` holds out each
+inner training time point (at most :data:`MAX_VALIDATED`), builds the curves on the remaining ones and
+predicts it from its two neighbours by the curved and the straight path (no training, same pairs), as
+:func:`scam.core.path_choice.choose_path` does for one-gap candidates; every gap bends only if the curved
+path's mean held-out W1 is below the straight path's by more than twice its standard error. Fewer than four
+time points leave nothing to validate a curve on (a held-out middle point leaves two): the path stays
+straight.
 
 Units: the path's internal units (snapshots standardised, times in ``[0, 1]``); tangents and chords are
 displacements per internal time unit.

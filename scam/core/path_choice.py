@@ -134,7 +134,9 @@ def resolve_path(config: TrainConfig, xs: list[np.ndarray], times: np.ndarray, *
     <scam.core.paths.PathConfig.path>`).
 
     ``"support"``: graph routes for the gaps whose straight interpolation mostly leaves the data
-    (:func:`support_choice`), straight for entropic paths and couplings without explicit pairs; a family
+    (:func:`support_choice`), the other gaps bent where held-out inner time points validate it (four or more
+    time points: :func:`scam.core.curved.curved_choice`), straight for entropic paths and couplings without
+    explicit pairs; a family
     name: that family on every gap; ``"auto"`` and ``"asynchronous"`` without a ``pace_spread``: validated
     on held-out inner time points (:func:`choose_path`; decided on rank 0 under torch.distributed).
     Randomness comes from side streams of ``rng`` (:func:`scam._utils.side_stream`): the fit's own
