@@ -229,16 +229,16 @@ def routes(predecessors: np.ndarray, union: np.ndarray, src: np.ndarray, tgt: np
                          f"{len(tgt)} targets and {len(keep)} flags.")
     # every pair walks its predecessors back from its target at once, a hop per round
     node = n0 + tgt
-    walk = [node, np.where(keep, src, node)]  # at least two columns: the straight route is [target, source]
-    active = ~keep.copy()
+    walk = [node]
+    active = ~keep
     while active.any():
         node = node.copy()
         node[active] = predecessors[src[active], node[active]]
-        walk[-1] = np.where(active, node, walk[-1])
+        walk.append(node)
         active &= (node != src) & (node >= 0)
-        if active.any():
-            walk.append(node.copy())
-    walk = np.stack(walk, axis=1)  # (pairs, rounds), target first
+    if len(walk) == 1:  # every pair kept straight: room for the straight route [target, source]
+        walk.append(src)
+    walk = np.stack(walk, axis=1)  # (pairs, rounds), target first; a finished walk repeats its last node
     at_source = walk == src[:, None]
     reached = at_source.any(axis=1) & ~keep
     walk[~reached, 1] = src[~reached]  # not connected, or kept straight: the straight route
@@ -254,7 +254,7 @@ def routes(predecessors: np.ndarray, union: np.ndarray, src: np.ndarray, tgt: np
         inner[ends - length] = inner[ends - 1] = False
         nodes = nodes[~(np.repeat(flat, length) & inner)]
         length = np.where(flat, 2, length)
-        cum, total = _arc_fractions(union, nodes, length)
+        cum, _ = _arc_fractions(union, nodes, length)
         cum[np.repeat(flat, length)] = np.tile([0.0, 1.0], int(flat.sum()))
     return np.concatenate([[0], np.cumsum(length)]).astype(np.int64), nodes, cum
 
