@@ -105,3 +105,18 @@ def test_curved_fit_learns_the_turning_velocity():
             num, den = num + np.sum(diff**2), den + np.sum(tc.velocity(x, t) ** 2)
         errors[family] = np.sqrt(num / den)
     assert errors["curved"] <= 0.05 and errors["straight"] > 0.1, errors
+
+
+def test_validation_w1_merges_repeated_points_into_weights():
+    """Repeated path points (the same pair drawn again) weigh as one point: the same W1, and no stalled solver."""
+    import ot
+
+    from scam.core.path_choice import _w1
+
+    gen = np.random.default_rng(0)
+    distinct, target = gen.standard_normal((30, 3)), gen.standard_normal((40, 3))
+    points = distinct[gen.integers(0, 30, 3000)]  # 3,000 draws of 30 points
+    merged = _w1(points, target)
+    full = ot.emd2(np.full(3000, 1 / 3000), np.full(40, 1 / 40), ot.dist(points, target, metric="euclidean"),
+                   numItermax=10_000_000)
+    np.testing.assert_allclose(merged, full, rtol=1e-9)

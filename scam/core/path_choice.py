@@ -207,8 +207,11 @@ def _with_curves(choice: PathChoice, xs, times, rng: np.random.Generator) -> Pat
 
 
 def _w1(points: np.ndarray, target: np.ndarray) -> float:
+    # repeated points (the same pair drawn again at one time, frequent on small snapshots) become one point with
+    # their summed weight: the same W1, without the degenerate ties that stall the network simplex
+    points, counts = np.unique(np.asarray(points, dtype=np.float64), axis=0, return_counts=True)
     cost = ot.dist(points, target, metric="euclidean")
-    a, b = np.full(len(points), 1.0 / len(points)), np.full(len(target), 1.0 / len(target))
+    a, b = counts / counts.sum(), np.full(len(target), 1.0 / len(target))
     return float(ot.emd2(a, b, cost, numItermax=max(1_000_000, 50 * cost.size)))
 
 
