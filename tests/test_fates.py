@@ -107,7 +107,7 @@ def test_diffusion_bound_by_hand():
 
 def test_descendant_noise_keeps_a_consistent_estimate_and_rejects_an_impossible_one():
     rng = np.random.default_rng(3)
-    sigma2, times = 0.5, np.array([0.0, 1.0, 2.0])
+    sigma2, times = 0.5, np.array([0.0, 1.0, 2.0, 3.0])
     xs = [rng.normal(size=(3000, 2)) * np.sqrt(1.0 + sigma2 * t) for t in times]
 
     def potential(x, t, scale=1.0):
@@ -121,6 +121,35 @@ def test_descendant_noise_keeps_a_consistent_estimate_and_rejects_an_impossible_
     est, rec = F.descendant_noise(lambda x, t: potential(x, t, scale=1e3), xs, times, rng=rng)
     assert rec["sigma_source"] == "rejected" and est == 0.0 and rec["sigma"] == 0.0
     assert rec["sigma_estimate"] > rec["sigma_bound"]
+    # three time points: one pair of gaps, the static drift the estimate rests on cannot be checked
+    est, rec = F.descendant_noise(potential, xs[:3], times[:3], rng=rng)
+    assert rec["n_pairs"] == 1 and rec["sigma_estimate"] > 0
+    assert rec["sigma_source"] == "rejected" and est == 0.0 and "cannot be checked" in rec["sigma_check"]
+
+
+def test_flow_fates_follow_the_flow_and_are_defined_far_from_every_group():
+    """Without noise, descendants follow the flow and land on the observed cells within the push residual: a
+    cell pushed between two groups is graded, and a cell far from both is still scored (log-space
+    tails), with the nearer group ahead."""
+    gen = np.random.default_rng(0)
+    x0 = np.c_[np.linspace(-3, 3, 61), np.zeros(61)]
+    x1 = np.r_[gen.normal([-2, 2], 0.3, size=(400, 2)), gen.normal([2, 2], 0.3, size=(400, 2))]
+    onehot = np.r_[np.tile([1.0, 0.0], (400, 1)), np.tile([0.0, 1.0], (400, 1))]
+
+    def trajectory(x, grid):  # moves every cell up by 2: cells with x < 0 land in the left group
+        pos = np.stack([x + [0.0, 2.0 * (g - grid[0]) / (grid[-1] - grid[0])] for g in grid])
+        return pos, np.zeros(pos.shape[:2])
+
+    steps = F.flow_chain(trajectory, [x0, x1], np.array([0.0, 1.0]), rng=np.random.default_rng(1))
+    p = F.flow_absorption(steps, [x0, x1], onehot)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-12)
+    assert np.all(np.isfinite(p)) and np.all((p[:, 0] > 0) & (p[:, 1] > 0))  # none exactly certain or undefined
+    assert np.all(np.diff(p[:, 0]) <= 1e-12)  # the further right the start, the less left
+    np.testing.assert_allclose(p[30], [0.5, 0.5], atol=0.05)  # the symmetric middle cell
+    assert p[0, 0] > 0.999 and p[-1, 1] > 0.999  # far out: the nearer group, not 0.5
+    coupling = F.flow_coupling(steps[0], x1)
+    np.testing.assert_allclose(np.asarray(coupling.sum(axis=1)).ravel(), 1.0, atol=1e-12)
+    assert coupling[0, :400].sum() > 0.999  # the leftmost cell's descendants are in the left group
 
 
 def test_double_well_generator():

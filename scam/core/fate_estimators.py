@@ -136,18 +136,35 @@ class DescendantChain(FateEstimator):
 
         return _fates.descendant_chain(trajectory, self.xs[k0:k1 + 1], self.times[k0:k1 + 1], self.sigma2, rng=rng)
 
+    def _flow(self, k0: int, k1: int, rng: np.random.Generator) -> list[dict]:
+        def trajectory(x, grid):
+            return self.model.trajectory(x, grid, stochastic=False)
+
+        return _fates.flow_chain(trajectory, self.xs[k0:k1 + 1], self.times[k0:k1 + 1], rng=rng)
+
     def fates(self, source_time, target_time, onehot, *, rng):
         k0, k1 = self._index(source_time), self._index(target_time)
         if not k1 > k0:
             raise ValueError("Descendants go forward: `target_time` must be later than `source_time`.")
+        if self.sigma2 == 0:  # no noise: the flow, landing on the observed cells within the model's error
+            steps = self._flow(k0, k1, rng)
+            probs = _fates.flow_absorption(steps, self.xs[k0:k1 + 1], onehot)
+            mass = np.exp(steps[0]["log_mass"] - steps[0]["log_mass"].max())
+            record = {**self.record, "chain": "flow", "n_steps": 1,
+                      "residual_variance": [s["residual"] for s in steps], "times": self.times[k0:k1 + 1]}
+            return probs, mass / mass.sum(), record
         chain, masses, resid = self._chain(k0, k1, rng)
         probs = _fates.absorption(chain, onehot, masses[1:])
-        record = {**self.record, "n_steps": _fates.N_STEPS, "residual_variance": resid,
+        record = {**self.record, "chain": "bridge", "n_steps": _fates.N_STEPS, "residual_variance": resid,
                   "times": self.times[k0:k1 + 1]}
         return probs, masses[0] / masses[0].sum(), record
 
     def coupling(self, t1, t2, *, rng):
         k = self._index(t1)
+        if self.sigma2 == 0:
+            step = self._flow(k, k + 1, rng)[0]
+            mass = np.exp(step["log_mass"] - step["log_mass"].max())
+            return sp.csr_matrix(sp.diags(mass / mass.mean()) @ _fates.flow_coupling(step, self.xs[k + 1]))
         chain, masses, _ = self._chain(k, k + 1, rng)
         mat = chain[0].multiply(masses[0][:, None]).tocsr()
         for step, mass in zip(chain[1:], masses[1:]):

@@ -153,13 +153,20 @@ def diffusion_from_potential(potential, xs: list[np.ndarray], times: np.ndarray,
         ds = potential(at, tb) - potential(at, ta)
         ds_all.append(ds - ds.mean())
         dl_all.append(dl - dl.mean())
+    pair_slopes = [_rma_slope(a, b) for a, b in zip(ds_all, dl_all)]
     ds, dl = np.concatenate(ds_all), np.concatenate(dl_all)
     var_s, var_l, cov = float(ds @ ds), float(dl @ dl), float(ds @ dl)
     slope = float(np.sign(cov) * np.sqrt(var_l / var_s)) if var_s > 0 and var_l > 0 else 0.0
     r = cov / np.sqrt(var_s * var_l) if var_s > 0 and var_l > 0 else 0.0
     sigma2 = -2.0 / slope if slope < 0 else 0.0
-    return sigma2, {"slope": slope, "r": float(r), "n_pairs": len(ds_all),
+    return sigma2, {"slope": slope, "r": float(r), "n_pairs": len(ds_all), "pair_slopes": pair_slopes,
                     "noise_times": "gap midpoints" if midpoints else "snapshot times"}
+
+
+def _rma_slope(ds: np.ndarray, dl: np.ndarray) -> float:
+    """Reduced-major-axis slope of centred ``dl`` on centred ``ds`` (0 when either is constant)."""
+    var_s, var_l, cov = float(ds @ ds), float(dl @ dl), float(ds @ dl)
+    return float(np.sign(cov) * np.sqrt(var_l / var_s)) if var_s > 0 and var_l > 0 else 0.0
 
 
 def diffusion_bound(xs: list[np.ndarray], times: np.ndarray, *, n_steps: int = N_STEPS) -> float:
@@ -197,11 +204,15 @@ def descendant_noise(potential, xs: list[np.ndarray], times: np.ndarray, *, n_st
                      rng: np.random.Generator) -> tuple[float, dict]:
     """The noise ``sigma^2`` of the descendants for :func:`descendant_chain`, and how it was chosen.
 
-    :func:`diffusion_from_potential` estimates it under a drift that does not change with time; the
-    estimate is kept when it respects :func:`diffusion_bound` and rejected otherwise (``sigma^2 = 0``:
-    the descendants then spread by the model's own error alone, the push residual). Real differentiation
-    time courses change their drift as cells commit, and there the assumption can give a noise that would
-    spread one cell's descendants wider than the whole next population.
+    :func:`diffusion_from_potential` estimates it under a drift that does not change with time. The
+    estimate is kept only where the data can check that assumption and agree with it: at least two pairs of
+    consecutive gaps (four or more time points), each showing the relation with the same sign (a negative
+    slope), and a noise within :func:`diffusion_bound`. Otherwise it is rejected (``sigma^2 = 0``: the
+    descendants follow the model's flow and land on the observed cells within the model's own error, the
+    push residual; :func:`flow_chain`). With three time points a noise and a drift that changes with time
+    give the same snapshots (the potential of a noisy process is the probability flow of a deterministic
+    one), and real differentiation changes its drift as cells commit: there the assumption can imply a noise
+    that spreads one cell's descendants over the whole next population.
 
     Parameters
     ----------
@@ -218,14 +229,23 @@ def descendant_noise(potential, xs: list[np.ndarray], times: np.ndarray, *, n_st
 
     Returns
     -------
-    ``sigma^2`` and a record: ``sigma``, ``sigma_source`` (``"estimated"`` or ``"rejected"``), the
-    estimate's ``slope``, ``r`` and ``n_pairs``, ``sigma_estimate`` (before the check) and ``sigma_bound``.
+    ``sigma^2`` and a record: ``sigma``, ``sigma_source`` (``"estimated"`` or ``"rejected"``),
+    ``sigma_check`` (why), the estimate's ``slope``, ``r``, ``n_pairs`` and ``pair_slopes``,
+    ``sigma_estimate`` (before the check) and ``sigma_bound``.
     """
     sigma2, record = diffusion_from_potential(potential, xs, times, rng=rng)
     bound = diffusion_bound(xs, times, n_steps=n_steps)
-    kept = sigma2 <= bound
+    checked = record["n_pairs"] >= 2 and all(s < 0 for s in record["pair_slopes"])
+    kept = checked and sigma2 <= bound
+    if not checked:
+        check = (f"{record['n_pairs']} pair of gaps: a drift that does not change with time cannot be checked "
+                 "(four or more time points are needed)" if record["n_pairs"] < 2
+                 else "the pairs of gaps disagree: the drift changes with time")
+    else:
+        check = "static drift agrees on every pair of gaps" + (
+            "" if kept else "; the noise would spread one cell's descendants wider than the next population")
     record = {"sigma": float(np.sqrt(sigma2)) if kept else 0.0,
-              "sigma_source": "estimated" if kept else "rejected",
+              "sigma_source": "estimated" if kept else "rejected", "sigma_check": check,
               "sigma_estimate": float(np.sqrt(sigma2)), "sigma_bound": float(np.sqrt(bound)), **record}
     return (sigma2 if kept else 0.0), record
 
@@ -408,3 +428,148 @@ def descendant_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, sigma2
             masses.append(grow / grow.mean())
         start = end
     return chain, masses, resid
+
+
+def _neighbours(rows: np.ndarray, cols: np.ndarray, *, k_max: int = MAX_NEIGHBORS):
+    """The ``k`` nearest ``cols`` of every row (whitened coordinates), ``k`` the number within
+    ``KERNEL_RADIUS`` of the median row of a pilot (at least ``MIN_NEIGHBORS``, at most ``k_max``)."""
+    tree = NearestNeighbors().fit(cols)
+    k_max = min(k_max, len(cols))
+    pilot = rows[np.linspace(0, len(rows) - 1, min(len(rows), 256)).astype(int)]
+    pdist, _ = tree.kneighbors(pilot, n_neighbors=k_max)
+    need = int(np.median(np.sum(pdist < KERNEL_RADIUS, axis=1)))
+    k = int(min(k_max, max(min(MIN_NEIGHBORS, k_max), 2 ** int(np.ceil(np.log2(max(need, 1)))))))
+    return tree.kneighbors(rows, n_neighbors=k)
+
+
+def _logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    top = np.max(a, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(a - top), axis=axis))
+
+
+def flow_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, *, max_cells: int = MAX_CHAIN_CELLS,
+               rng: np.random.Generator) -> list[dict]:
+    """Descendants that follow the model's flow and land on the observed cells (no noise).
+
+    For each gap ``t_k -> t_{k+1}`` the rows (all cells of ``xs[0]``, then the observed cells the previous
+    step lands on) are pushed by the flow to ``t_{k+1}``; their descendants are the observed cells of
+    ``t_{k+1}`` weighted by the Gaussian kernel ``N(y; push(x), R_k)``, ``R_k`` the gap's
+    :func:`push_residual` (what the flow misses and the matching noise of the snapshots: the resolution at which
+    the model and the data locate a descendant). One step per gap: without noise the flow carries a cell over
+    the whole gap, and cutting it into steps through finite populations only adds the hop between neighbouring
+    cells at every step. The transition is the kernel's conditional average over the cells that are there
+    (rows normalised), not a balanced coupling: where descendants go, not how the next population is shared.
+    Descendants stay on the data, as the snapshots' cells are the only places they may be.
+
+    Parameters
+    ----------
+    trajectory
+        ``trajectory(x, grid) -> (positions, log_weights)`` of the model.
+    xs
+        Observed cells per time (inner snapshots are subsampled to ``max_cells``; the last one is used whole).
+    times
+        The observed times, increasing.
+    max_cells
+        Cells per inner snapshot.
+    rng
+        Generator (subsamples).
+
+    Returns
+    -------
+    One step per gap: ``images`` (the pushed rows), ``kernel`` (``[(weight, mean, covariance)]``: the
+    Gaussian ``N(0, R_k)``), ``cols`` (rows of ``xs[k+1]`` the step lands on), ``log_mass`` (each row's log
+    descendant mass over the gap) and ``residual`` (``tr R_k``). :func:`flow_absorption` takes them.
+    """
+    steps = []
+    start = np.asarray(xs[0], np.float64)
+    for k in range(len(times) - 1):
+        pos, logw = trajectory(start, [float(times[k]), float(times[k + 1])])
+        end = np.asarray(xs[k + 1], np.float64)
+        r = push_residual(pos[-1], np.exp(logw[-1] - logw[-1].max()), end, rng=rng)
+        last = k == len(times) - 2
+        cols = np.arange(len(end)) if last or len(end) <= max_cells else _subsample(len(end), max_cells, rng)
+        steps.append({"images": pos[-1], "kernel": [(1.0, np.zeros(r.shape[0]), r)], "cols": cols,
+                      "log_mass": logw[-1], "residual": float(np.trace(r))})
+        start = end[cols]
+    return steps
+
+
+def _kernel_log(step: dict, cells: np.ndarray):
+    """Per component of the step's kernel: the nearest ``cells`` of each row and the log kernel values
+    (``log weight + log N(cell; image + mean, cov)`` up to the constant shared by all components)."""
+    out = []
+    for weight, mean, cov in step["kernel"]:
+        w = _whitener(cov)
+        dist, nbr = _neighbours((step["images"] + mean) @ w.T, cells @ w.T)
+        out.append((np.log(weight) + float(np.log(np.abs(np.linalg.det(w)))) - 0.5 * dist**2, nbr))
+    return out
+
+
+def flow_absorption(steps: list[dict], xs: list[np.ndarray], onehot: np.ndarray) -> np.ndarray:
+    """Absorption probabilities of the first snapshot's cells into the groups of the last one's, through the
+    steps of :func:`flow_chain`, in log space (no fate is undefined because a kernel's tail underflows).
+
+    At the last step the probability of group ``g`` is the kernel's mass on the cells of ``g`` over its mass on
+    all labelled cells, each group's sum taken over its own nearest cells (so a group far from a cell's
+    descendants gets a small probability, not an exact 0 from a truncated neighbourhood); earlier steps average
+    the next cells' log-probabilities with the kernel, each path weighted by the next cells' descendant mass.
+
+    Parameters
+    ----------
+    steps
+        :func:`flow_chain`'s steps.
+    xs
+        The snapshots it was built on.
+    onehot
+        ``(n_last, n_groups)``: each last cell's membership (rows may be distributions; all-zero rows are
+        unlabelled and ignored).
+
+    Returns
+    -------
+    ``(n_0, n_groups)``, rows summing to 1.
+    """
+    onehot = np.asarray(onehot, np.float64)
+    last = steps[-1]
+    end = np.asarray(xs[-1], np.float64)[last["cols"]]
+    parts = []
+    for g in range(onehot.shape[1]):
+        members = np.nonzero(onehot[last["cols"], g] > 0)[0]
+        if not len(members):
+            parts.append(np.full(len(last["images"]), -np.inf))
+            continue
+        with np.errstate(divide="ignore"):
+            logm = np.log(onehot[last["cols"][members], g])
+        comps = [_logsumexp(lk + logm[nbr]) for lk, nbr in _kernel_log(last, end[members])]
+        parts.append(_logsumexp(np.stack(comps), axis=0))
+    logq = np.stack(parts, axis=1)
+    logq -= _logsumexp(logq)[:, None]
+    for k in range(len(steps) - 2, -1, -1):
+        st, nxt = steps[k], steps[k + 1]
+        logm = nxt["log_mass"] - nxt["log_mass"].max()  # paths through a proliferating cell count more
+        comps = []
+        for lk, nbr in _kernel_log(st, np.asarray(xs[k + 1], np.float64)[st["cols"]]):
+            out = np.empty((len(nbr), logq.shape[1]))
+            for a in range(0, len(nbr), 4096):  # (rows, neighbours, groups) blocks of bounded size
+                b = slice(a, a + 4096)
+                out[b] = _logsumexp((lk[b] + logm[nbr[b]])[:, :, None] + logq[nbr[b]], axis=1)
+            comps.append(out)
+        out = _logsumexp(np.stack(comps), axis=0)
+        logq = out - _logsumexp(out)[:, None]
+    return np.exp(logq)
+
+
+def flow_coupling(step: dict, xs_next: np.ndarray) -> sp.csr_matrix:
+    """One step of :func:`flow_chain` as a row-stochastic ``(n_rows, n_next)`` matrix over all ``xs_next``
+    (the kernel truncated to each row's nearest cells)."""
+    n, m = len(step["images"]), len(xs_next)
+    comps = _kernel_log(step, np.asarray(xs_next, np.float64))
+    top = np.max([lk.max(axis=1) for lk, _ in comps], axis=0)
+    mat = sp.csr_matrix((n, m))
+    for lk, nbr in comps:
+        k = nbr.shape[1]
+        mat = mat + sp.csr_matrix((np.exp(lk - top[:, None]).ravel(), nbr.ravel(), np.arange(0, n * k + 1, k)),
+                                  shape=(n, m))
+    total = np.asarray(mat.sum(axis=1)).ravel()
+    return sp.csr_matrix(sp.diags(1.0 / total) @ mat)

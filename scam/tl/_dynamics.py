@@ -163,10 +163,9 @@ def _descendant_noise(record):
     exists for it (differentiating cells change their drift with time), recorded in ``params``."""
     if record["sigma_source"] == "rejected":
         logger.info(
-            "scam: the noise the fitted potential implies (sigma = %.3g) would spread one cell's descendants "
-            "wider than the whole next population (at most %.3g): the drift changes with time here. Descendants "
-            "spread by the model's own error alone; pass `sigma=` to set the noise yourself.",
-            record["sigma_estimate"], record["sigma_bound"])
+            "scam: the noise the fitted potential implies (sigma = %.3g) is not used: %s. Descendants follow "
+            "the flow and land on the observed cells within the model's own error; pass `sigma=` to set the "
+            "noise yourself.", record["sigma_estimate"], record.get("sigma_check", ""))
 
 
 def fate_probabilities(
