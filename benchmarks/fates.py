@@ -15,8 +15,8 @@ Rows (one fit per system with scam's defaults: ``growth='learn'``, ``sigma=0``):
   Neutrophil share of the 15 nearest day-6 Neutrophil or Monocyte cells);
 - ``larry_lineage``: all 130,887 LARRY cells with the clonal fates of the development half
   (``../shared/data/larry_lineage``, beside the repository; skipped without it): defaults on the standardised
-  SPRING layout, day 2 -> 6, against raw clonal truth (n = 530), with the static 200- and 50-neighbour baselines
-  and the fit's seconds in the same run;
+  SPRING layout, day 2 -> 6, against raw clonal truth (n = 530; ECE in 5 bins against the sister fractions),
+  with the static 200- and 50-neighbour baselines and the fit's seconds in the same run;
 - ``speed``: ``fate_probabilities`` of 30,000 early cells (double-well model, 30,000 cells per snapshot).
 
 A reliability diagram of the double well goes to ``benchmarks/output/fates_reliability.png``.
@@ -211,6 +211,7 @@ def larry_lineage(rows):
     def add(method, p, sec):
         p = np.asarray(p, float)[at]
         rows.append({"system": "larry_lineage dev half day 2->6", "method": method, "pearson": pearsonr(p, truth)[0],
+                     "ece": scam.metrics.fate_calibration(p, truth, n_bins=5)["ece"],  # against sister fractions
                      "auroc": roc_auc_score(truth > 0.5, p), "n": len(truth),
                      "certain": float(np.mean((p < 1e-9) | (p > 1 - 1e-9))), "seconds": sec})
 
