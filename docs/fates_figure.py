@@ -8,7 +8,8 @@ The bias of a day-2 cell is ``P(Neutrophil) / (P(Neutrophil) + P(Monocyte))``; i
 share of its neutrophil and monocyte sisters (cells with at least two such sisters). Panels: scam's bias of
 every day-2 cell over the layout (grey: days 4 and 6); the clonal truth of the scored cells; predicted against
 clonal bias for scam and for the static baseline (neutrophil share of the 200 nearest labelled day-6 cells in the
-published layout); their reliability (mean clonal bias in 5 bins of the prediction) and their histograms. About a minute on 2 cores::
+published layout); their reliability (mean clonal bias in 5 bins of the prediction) and their histograms.
+About a minute on 2 cores::
 
     python docs/fates_figure.py
 """

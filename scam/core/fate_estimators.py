@@ -6,8 +6,9 @@ coupling between two consecutive observed times (:meth:`FateEstimator.coupling`,
 RealTimeKernel takes). :func:`scam.tl.fate_probabilities` and :func:`scam.tl.couplings` pick one by name from
 :data:`FATE_ESTIMATORS`:
 
-- :class:`DescendantChain` (``"descendants"``): a chain of short entropic couplings whose kernel has the spread
-  of the descendants measured on the data (:mod:`scam.core.fates`): graded fates, forward in time;
+- :class:`DescendantChain` (``"descendants"``): descendants carried through the observed cells, along the flow
+  with the kernel of the model's own error, or through short entropic couplings when a noise is used
+  (:mod:`scam.core.fates`): graded fates, forward in time;
 - :class:`Push` (``"push"``): cells moved by the model's flow (or its SDE) to the other time and spread over
   their nearest observed cells there; forward or backward (ancestors).
 """
@@ -106,7 +107,8 @@ class FateEstimator(ABC):
 
 
 class DescendantChain(FateEstimator):
-    """Descendants carried through a chain of short entropic couplings (:func:`scam.core.fates.descendant_chain`).
+    """Descendants carried through the observed cells: along the flow (:func:`scam.core.fates.flow_chain`) when
+    the noise is 0, else through a chain of short entropic couplings (:func:`scam.core.fates.descendant_chain`).
 
     Parameters
     ----------

@@ -1,35 +1,39 @@
-"""Fate probabilities on arrays: where the descendants of a cell go, through a chain of couplings.
+"""Fate probabilities on arrays: where the descendants of a cell go, through the cells observed in between.
 
 A deterministic flow moves a cell to one point; a cell's fate is where its *descendants* go, and they spread.
-Between two consecutive observed times ``t_k < t_{k+1}`` the descendants of a cell ``x`` are spread by a chain
-of short entropic couplings (:func:`descendant_chain`): the gap is cut into steps of length ``h`` whose
-populations are the model's push of the cells of ``t_k``, and consecutive steps are joined with the Gaussian
-kernel ``N(x, C_k h / (t_{k+1} - t_k))`` (a Schrödinger bridge whose reference process is a Brownian motion:
-Sinkhorn scaling lets every cell of the next step receive its share of the descendant mass, and its potentials
-absorb the drift, so the kernel need not be moved by the flow), with row masses the model's descendant masses
-(growth). Short steps matter: one step per gap misses how the drift stretches the noise (near a saddle,
-descendants spread much more than ``sigma^2 dt``). The fate of a cell at ``t_s`` in the groups observed at
-``t_T`` is its absorption probability through the chain of these couplings, each path weighted by its
-descendant mass.
+They are carried from observed time to observed time and land on the cells observed there, in one of two
+constructions:
 
-The covariance ``C_k`` is the uncertainty of where descendants go, measured on the data:
+- **flow** (:func:`flow_chain`, :func:`flow_absorption`; no noise): each cell is pushed by the model's flow
+  over the gap ``t_k -> t_{k+1}``, and its descendants are the observed cells of ``t_{k+1}`` weighted by the
+  Gaussian kernel ``N(y; push(x), R_k)``, ``R_k`` the model's own error (below): the kernel's conditional
+  average over the cells that are there, one step per gap, in log space;
+- **bridge** (:func:`descendant_chain`, :func:`absorption`; a noise ``sigma``): the gap is cut into steps of
+  length ``h`` whose populations are the model's push of the cells of ``t_k``, and consecutive steps are
+  joined with the Gaussian kernel ``N(x, sigma^2 h I + R_k)`` (a Schrödinger bridge whose reference process is
+  a Brownian motion: Sinkhorn scaling lets every cell of the next step receive its share of the descendant
+  mass, and its potentials absorb the drift, so the kernel need not be moved by the flow). Short steps
+  matter: one step per gap misses how the drift stretches the noise (near a saddle, descendants spread much
+  more than ``sigma^2 dt``).
+
+Either way the fate of a cell at ``t_s`` in the groups observed at ``t_T`` is its absorption probability
+through the chain, each path weighted by its descendant mass (growth). The spread is measured on the data:
 
 - the **diffusion** the snapshots imply (:func:`diffusion_from_potential`): a model without noise learns
   the probability-flow velocity ``grad s_t = b - sigma^2 / 2 grad log rho_t``; when the drift ``b`` does
   not change with time, ``s_{t_b} - s_{t_a} = -sigma^2 / 2 (log rho_{t_b} - log rho_{t_a}) + const``, so
   the potential's change between two observed times, set beside the log-density ratio of the two
-  snapshots (a nearest-neighbour classifier), gives ``sigma^2``; descendants spread by
-  ``sigma^2 h I`` per step. The estimate is kept only where the snapshots allow it
-  (:func:`descendant_noise`, :func:`diffusion_bound`): differentiating cells change their drift with
-  time, and there the assumption can imply a noise wider than the populations themselves;
+  snapshots (a nearest-neighbour classifier), gives ``sigma^2``. The estimate is used only where the data
+  check the assumption and allow the noise (:func:`descendant_noise`, :func:`diffusion_bound`): with three
+  time points a noise and a drift that changes with time give the same snapshots, and differentiating cells
+  change their drift as they commit;
 - the **model's own error** (:func:`push_residual`): the covariance of the residual between the pushed
   cells of ``t_k`` and their exact-OT partners among the observed cells of ``t_{k+1}`` (what the flow
-  misses, plus the matching noise of the plan: the resolution at which the data locate a descendant),
-  added at every step.
+  misses, plus the matching noise of the plan: the resolution at which the data locate a descendant).
 
-One module of about 400 lines: the noise estimate, its bound, the kernel couplings and the chain share the
-conventions of one construction (units, step lengths, subsamples); :mod:`scam.core.fate_estimators` wraps
-them behind the estimators' interface.
+One module of about 600 lines: the noise estimate, its bound, the kernels and both chains share the
+conventions of one construction (units, step lengths, subsamples, residual); :mod:`scam.core.fate_estimators`
+wraps them behind the estimators' interface.
 """
 
 from __future__ import annotations

@@ -186,14 +186,15 @@ def fate_probabilities(
     """Probability that each cell at ``source_time`` ends in each group observed at ``target_time``.
 
     A cell's fate is where its *descendants* go, and they spread. With ``method="descendants"`` (the default
-    going forward) the descendants of each cell are carried from ``source_time`` to ``target_time`` by a chain
-    of short entropic couplings (see :mod:`scam.core.fates`): each gap between observed times is cut into
-    ``N_STEPS`` steps whose populations are the model's push of the gap's first cells (the observed cells at
-    the gap's ends), and from each step to the next a cell's descendants spread with a Gaussian kernel of
-    covariance ``sigma^2 h`` (``sigma``: the noise the fitted potential implies if the drift does not change
-    with time, kept only where the snapshots allow it, or the ``sigma`` given) plus the covariance of the
+    going forward) the descendants of each cell are carried from ``source_time`` to ``target_time`` through the
+    cells observed at every time in between (see :mod:`scam.core.fates`). Without a noise (the usual case:
+    see ``sigma``) each cell follows the model's flow to the next observed time and its descendants are the
+    cells observed there, weighted by a Gaussian kernel centred on its pushed position whose covariance is the
     residual between the model's pushed cells and their exact-OT partners (the model's own error and the
-    resolution of the data), added at every step.
+    resolution of the data): ``params["chain"] == "flow"``, one step per gap, computed in log space so every
+    cell gets a fate. With a noise, each gap is cut into ``N_STEPS`` steps whose populations are the model's
+    push of the gap's first cells, joined by short entropic couplings of covariance ``sigma^2 h`` plus that
+    residual (``"bridge"``: near a saddle the drift stretches the noise, which short steps follow).
     Row masses are the model's descendant masses (growth). The fate is the absorption probability into the
     groups at ``target_time``: graded wherever descendants can go several ways, certain only where the data
     say so.
@@ -217,9 +218,10 @@ def fate_probabilities(
         ``"auto"``, ``"descendants"`` (forward only) or ``"push"``.
     sigma
         Noise of the descendants (``dx = v dt + sigma dW``, data units); default: estimated from the fit
-        over all its observed times, if the drift does not change with time, and kept only where the
-        snapshots allow it (:func:`scam.core.fates.descendant_noise`; otherwise 0 with a warning, and the
-        descendants spread by the model's own error) (``"descendants"`` only).
+        over all its observed times, if the drift does not change with time, and used only where the data
+        check that assumption (two or more pairs of consecutive gaps, i.e. four or more observed times, that
+        agree) and allow the noise (:func:`scam.core.fates.descendant_noise`); otherwise 0, logged, and the
+        descendants follow the flow (``"descendants"`` only).
     n_neighbors
         ``"push"``: neighbours among ``target_time`` cells used to assign a pushed cell.
     n_samples
@@ -237,11 +239,13 @@ def fate_probabilities(
     A DataFrame (source cells x groups, rows sum to 1), or with ``copy=True`` the modified copy; writes
     ``adata.obsm[key_added]`` (the same table for all cells, NaN for cells not at ``source_time``) and
     ``adata.uns[key_added]`` with ``'params'`` (``method`` as resolved; for ``"descendants"`` also
-    ``sigma`` and ``sigma_source`` (``"estimated"``, ``"rejected"`` or ``"given"``), the estimate before
+    ``chain`` (``"flow"`` or ``"bridge"``), ``sigma`` and ``sigma_source`` (``"estimated"``,
+    ``"rejected"`` or ``"given"``), ``sigma_check`` (why; estimated noise only), the estimate before
     the check (``sigma_estimate``), the largest noise the snapshots allow (``sigma_bound``), the
-    estimate's ``slope`` and ``r``, ``noise_times`` (where the potential was compared: ``"gap midpoints"``
-    with three or more observed times, else ``"snapshot times"``), ``residual_variance`` per gap,
-    ``n_steps`` per gap, and ``times``, the observed times the chain passes through),
+    estimate's ``slope``, ``r``, ``n_pairs`` and ``pair_slopes``, ``noise_times`` (where the potential was
+    compared: ``"gap midpoints"`` with three or more observed times, else ``"snapshot times"``),
+    ``residual_variance`` per gap (its trace), ``n_steps`` per gap, and ``times``, the observed times the chain
+    passes through),
     ``'groups'``, ``'weights'`` (each source cell's normalised descendant mass; uniform for balanced
     models), and, when ``groupby`` is also defined at ``source_time``, ``'source_groups'`` and
     ``'transition'``: the weighted group-to-group transition matrix (rows: source groups, columns:
@@ -384,14 +388,14 @@ def couplings(
 ) -> dict[tuple[float, float], AnnData]:
     """Cell-to-cell transition matrices between consecutive time points, for CellRank.
 
-    ``method="descendants"`` (default): the couplings :func:`fate_probabilities` absorbs through, an
-    entropic coupling whose Gaussian kernel has the spread of the descendants measured on the data (the
-    noise the fitted potential implies, or ``sigma``, plus the push residual; :mod:`scam.core.fates`), so
-    that CellRank's absorption probabilities are graded too. ``method="push"``: each cell at ``t1`` is
-    pushed to ``t2`` and linked to its ``n_neighbors`` nearest observed cells there with Gaussian kernel
-    weights (bandwidth: the distance to the nearest neighbour's median). Rows are scaled by the cell's
-    relative descendant mass (unbalanced models); entries below ``threshold`` times the row maximum are
-    dropped.
+    ``method="descendants"`` (default): the couplings :func:`fate_probabilities` absorbs through (without
+    noise, the Gaussian kernel of the push residual centred on each cell's pushed position over the next
+    day's cells; with a noise, the entropic couplings of the bridge multiplied within the gap;
+    :mod:`scam.core.fates`), so that CellRank's absorption probabilities are graded too.
+    ``method="push"``: each cell at ``t1`` is pushed to ``t2`` and linked to its ``n_neighbors`` nearest
+    observed cells there with Gaussian kernel weights (bandwidth: the distance to the nearest neighbour's
+    median). Rows are scaled by the cell's relative descendant mass (unbalanced models); entries below
+    ``threshold`` times the row maximum are dropped.
 
     The result is what ``cellrank.kernels.RealTimeKernel(adata, time_key=..., couplings=...)``
     accepts: a dict keyed by ``(t1, t2)`` of AnnData with ``obs_names`` = cells at ``t1``,
