@@ -51,11 +51,14 @@ def static(adata, t0, t1, groupby, group, k=200):
     return lab[nbr].mean(axis=1)
 
 
-def cellrank_fates(adata, time_key, groupby, group, t0, t1):
+def cellrank_fates(adata, time_key, groupby, group, t0, t1, *, use_rep="X_pca", terminal=None):
+    """CellRank's GPCCA absorption probabilities on ``RealTimeKernel(couplings=scam.tl.couplings(adata))``:
+    P(``group``) of the cells at ``t0``; the terminal states are the cells at ``t1`` by ``groupby`` (only those
+    in ``terminal`` when given)."""
     import cellrank as cr
 
     if adata.X is None:  # CellRank's estimators read X's shape and dtype: give them the embedding
-        adata = ad.AnnData(X=np.asarray(adata.obsm["X_pca"], dtype=np.float32), obs=adata.obs.copy(),
+        adata = ad.AnnData(X=np.asarray(adata.obsm[use_rep], dtype=np.float32), obs=adata.obs.copy(),
                            obsm=dict(adata.obsm), uns=dict(adata.uns))
     else:
         adata = adata.copy()
@@ -67,10 +70,12 @@ def cellrank_fates(adata, time_key, groupby, group, t0, t1):
         # within a time point the kernel mixes in a kNN graph it builds per time point (conn_weight): on the
         # embedding (the simulated AnnData has no X)
         rtk.compute_transition_matrix(self_transitions="all", conn_weight=0.2, threshold="auto",
-                                      conn_kwargs={"use_rep": "X_pca"})
+                                      conn_kwargs={"use_rep": use_rep})
         g = cr.estimators.GPCCA(rtk)
         t = adata.obs[time_key].astype(float).to_numpy()
-        term = np.where(np.isclose(t, t1), adata.obs[groupby].astype(str).to_numpy(), None)
+        lab = adata.obs[groupby].astype(str).to_numpy()
+        keep = np.isclose(t, t1) & (True if terminal is None else np.isin(lab, terminal))
+        term = np.where(keep, lab, None)
         g.set_terminal_states(pd.Series(pd.Categorical(term), index=adata.obs_names))
         g.compute_fate_probabilities()
     fp = g.fate_probabilities
@@ -238,6 +243,14 @@ def larry_lineage(rows):
             params = adata.uns["action_matching_fates"]["params"]
             print(f"larry_lineage: fates chain {params.get('chain')}, sigma {params['sigma_source']} "
                   f"({params.get('sigma_check')}); undefined among scored: {int(np.sum(tot[at] == 0))}")
+    try:  # CellRank's RealTimeKernel on scam's couplings, Neutrophil and Monocyte as the terminal states
+        t = time.time()
+        adata.obs["day"] = pd.Categorical(adata.obs["day"])
+        p = cellrank_fates(adata, "day", "label", "Neutrophil", 2.0, 6.0, use_rep="X_spring",
+                           terminal=["Neutrophil", "Monocyte"])
+        add("cellrank on scam couplings (fit + kernel + absorption)", p, fit_s + time.time() - t)
+    except Exception as err:
+        print(f"larry_lineage: cellrank skipped: {err!r}")
 
 
 def speed(rows, fitted):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from datetime import date
 from importlib import metadata
@@ -13,12 +12,15 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # the source tree's scam, also when it is not installed (Read the Docs installs it)
 
 # The tutorials live in tutorials/ (executed there by the tests); the docs render copies of the committed
-# notebooks with their outputs. The copies are build products (ignored by git).
+# notebooks with their outputs. The copies are build products (ignored by git). A notebook shows a figure of the
+# docs as `../docs/<name>.png` (the path from tutorials/); in the copies, one level down in docs/, that is
+# `../<name>.png`.
 _TUTORIALS = HERE / "tutorials"
 _TUTORIALS.mkdir(exist_ok=True)
 for _nb in sorted((ROOT / "tutorials").glob("*.ipynb")):
-    if not (_TUTORIALS / _nb.name).exists() or (_TUTORIALS / _nb.name).read_bytes() != _nb.read_bytes():
-        shutil.copyfile(_nb, _TUTORIALS / _nb.name)
+    _text = _nb.read_bytes().replace(b"](../docs/", b"](../")
+    if not (_TUTORIALS / _nb.name).exists() or (_TUTORIALS / _nb.name).read_bytes() != _text:
+        (_TUTORIALS / _nb.name).write_bytes(_text)
 
 project = "scam"
 author = "scam developers"
