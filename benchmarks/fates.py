@@ -70,7 +70,7 @@ def cellrank_fates(adata, time_key, groupby, group, t0, t1, *, use_rep="X_pca", 
         # within a time point the kernel mixes in a kNN graph it builds per time point (conn_weight): on the
         # embedding (the simulated AnnData has no X)
         rtk.compute_transition_matrix(self_transitions="all", conn_weight=0.2, threshold="auto",
-                                      conn_kwargs={"use_rep": use_rep})
+                                      conn_kwargs={"use_rep": use_rep, "transformer": "sklearn"})
         g = cr.estimators.GPCCA(rtk)
         t = adata.obs[time_key].astype(float).to_numpy()
         lab = adata.obs[groupby].astype(str).to_numpy()

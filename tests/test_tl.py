@@ -285,8 +285,10 @@ def test_couplings_shape_for_cellrank(fitted):
         rows, single = d.sum(axis=1), w / w.mean()
         assert np.corrcoef(rows, single)[0, 1] > 0.9
         assert rows.mean() == pytest.approx(1.0, rel=0.05)
-        # averaging over the paths the descendants spread along pulls the rows towards the mean
-        assert rows.std() <= single.std()
+        # the flow carries each cell's whole mass along its own path (rows equal the single push's, up to the ODE
+        # tolerance); a noisy bridge averages over the paths the descendants spread along, pulling rows towards
+        # the mean: never wider than the single push's
+        assert rows.std() <= single.std() * (1 + 1e-3)
 
 
 def set_obs(adata, column, values):
