@@ -192,6 +192,19 @@ def larry(rows):
 LINEAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "larry_lineage"
 
 
+def lineage_data(folder=LINEAGE):
+    """The LARRY lineage arrays: SPRING layout ``(n, 2)``, day, label, and the development half's scored day-2
+    cells (rows with >= 2 Neutrophil or Monocyte sisters) with their raw clonal truth, Neutrophil / (Neutrophil +
+    Monocyte) sisters."""
+    z = np.load(Path(folder) / "larry_invitro_spring.npz", allow_pickle=False)
+    c = np.load(Path(folder) / "clones_development_half.npz", allow_pickle=False)
+    names = [str(n) for n in c["fate_names"]]
+    neu, mo = c["clonal_fates"][:, names.index("Neutrophil")], c["clonal_fates"][:, names.index("Monocyte")]
+    ok = neu + mo >= 2
+    return (np.c_[z["spring_x"], z["spring_y"]], z["day"].astype(float), z["label"].astype(str),
+            c["cell_index"][ok], neu[ok] / (neu + mo)[ok])
+
+
 def larry_lineage(rows):
     """All 130,887 LARRY cells (published SPRING layout, standardised), fitted with the defaults; the
     Neutrophil vs Monocyte bias of the development half's day-2 cells against their clonal sisters (raw truth:
@@ -202,15 +215,8 @@ def larry_lineage(rows):
     if not (LINEAGE / "larry_invitro_spring.npz").exists():
         print(f"larry_lineage: {LINEAGE} not found, rows skipped")
         return
-    z = np.load(LINEAGE / "larry_invitro_spring.npz", allow_pickle=False)
-    c = np.load(LINEAGE / "clones_development_half.npz", allow_pickle=False)
-    raw = np.c_[z["spring_x"], z["spring_y"]]
+    raw, day, label, cells, truth = lineage_data()
     x = (raw - raw.mean(0)) / raw.std(0)  # the fit's coordinates (per-axis standardised)
-    day, label = z["day"].astype(float), z["label"].astype(str)
-    names = [str(n) for n in c["fate_names"]]
-    neu, mo = c["clonal_fates"][:, names.index("Neutrophil")], c["clonal_fates"][:, names.index("Monocyte")]
-    ok = neu + mo >= 2
-    cells, truth = c["cell_index"][ok], neu[ok] / (neu + mo)[ok]
     early = np.nonzero(day == 2)[0]
     at = np.searchsorted(early, cells)
 

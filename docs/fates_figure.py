@@ -16,6 +16,7 @@ About a minute on 2 cores::
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import anndata as ad
@@ -33,18 +34,13 @@ import scam
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "larry_fates.png"
-DATA = HERE.parents[1] / "shared" / "data" / "larry_lineage"
 
 
 def main():
-    z = np.load(DATA / "larry_invitro_spring.npz", allow_pickle=False)
-    c = np.load(DATA / "clones_development_half.npz", allow_pickle=False)
-    raw = np.c_[z["spring_x"], z["spring_y"]]
-    day, label = z["day"].astype(float), z["label"].astype(str)
-    names = [str(n) for n in c["fate_names"]]
-    neu, mo = c["clonal_fates"][:, names.index("Neutrophil")], c["clonal_fates"][:, names.index("Monocyte")]
-    ok = neu + mo >= 2
-    cells, truth = c["cell_index"][ok], neu[ok] / (neu + mo)[ok]
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    from fates import LINEAGE, lineage_data  # the benchmark's reader of the lineage arrays
+
+    raw, day, label, cells, truth = lineage_data(LINEAGE)
     early = np.nonzero(day == 2)[0]
     at = np.searchsorted(early, cells)
 
