@@ -261,6 +261,25 @@ def _whitener(cov: np.ndarray) -> np.ndarray:
     return (u / np.sqrt(np.maximum(lam, floor))).T
 
 
+def _neighbours(rows: np.ndarray, cols: np.ndarray, *, k_max: int = MAX_NEIGHBORS):
+    """The ``k`` nearest ``cols`` of every row (whitened coordinates), ``k`` the number within
+    ``KERNEL_RADIUS`` of the median row of a pilot (at least ``MIN_NEIGHBORS``, at most ``k_max``)."""
+    tree = NearestNeighbors().fit(cols)
+    k_max = min(k_max, len(cols))
+    pilot = rows[np.linspace(0, len(rows) - 1, min(len(rows), 256)).astype(int)]
+    pdist, _ = tree.kneighbors(pilot, n_neighbors=k_max)
+    need = int(np.median(np.sum(pdist < KERNEL_RADIUS, axis=1)))
+    k = int(min(k_max, max(min(MIN_NEIGHBORS, k_max), 2 ** int(np.ceil(np.log2(max(need, 1)))))))
+    return tree.kneighbors(rows, n_neighbors=k)
+
+
+def _logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    top = np.max(a, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(a - top), axis=axis))
+
+
 def kernel_coupling(pushed: np.ndarray, weights: np.ndarray, observed: np.ndarray, cov: np.ndarray, *,
                     observed_weights: np.ndarray | None = None, n_iter: int = 200,
                     tol: float = 1e-3) -> sp.csr_matrix:
@@ -295,14 +314,8 @@ def kernel_coupling(pushed: np.ndarray, weights: np.ndarray, observed: np.ndarra
     """
     n, m = len(pushed), len(observed)
     w = _whitener(np.asarray(cov, np.float64))
-    a, b = np.asarray(pushed, np.float64) @ w.T, np.asarray(observed, np.float64) @ w.T
-    tree = NearestNeighbors().fit(b)
-    k_max = min(MAX_NEIGHBORS, m)
-    pilot = a[np.linspace(0, n - 1, min(n, 256)).astype(int)]
-    pdist, _ = tree.kneighbors(pilot, n_neighbors=k_max)
-    need = int(np.median(np.sum(pdist < KERNEL_RADIUS, axis=1)))
-    k = int(min(k_max, max(MIN_NEIGHBORS, 2 ** int(np.ceil(np.log2(max(need, 1)))))))
-    dist, nbr = tree.kneighbors(a, n_neighbors=k)
+    dist, nbr = _neighbours(np.asarray(pushed, np.float64) @ w.T, np.asarray(observed, np.float64) @ w.T)
+    k = nbr.shape[1]
     logk = -0.5 * (dist**2 - dist[:, :1] ** 2)  # each row scaled by its largest entry (absorbed by u)
     kmat = sp.csr_matrix((np.exp(np.maximum(logk, -700.0)).ravel(), nbr.ravel(), np.arange(0, n * k + 1, k)),
                          shape=(n, m))
@@ -434,25 +447,6 @@ def descendant_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, sigma2
     return chain, masses, resid
 
 
-def _neighbours(rows: np.ndarray, cols: np.ndarray, *, k_max: int = MAX_NEIGHBORS):
-    """The ``k`` nearest ``cols`` of every row (whitened coordinates), ``k`` the number within
-    ``KERNEL_RADIUS`` of the median row of a pilot (at least ``MIN_NEIGHBORS``, at most ``k_max``)."""
-    tree = NearestNeighbors().fit(cols)
-    k_max = min(k_max, len(cols))
-    pilot = rows[np.linspace(0, len(rows) - 1, min(len(rows), 256)).astype(int)]
-    pdist, _ = tree.kneighbors(pilot, n_neighbors=k_max)
-    need = int(np.median(np.sum(pdist < KERNEL_RADIUS, axis=1)))
-    k = int(min(k_max, max(min(MIN_NEIGHBORS, k_max), 2 ** int(np.ceil(np.log2(max(need, 1)))))))
-    return tree.kneighbors(rows, n_neighbors=k)
-
-
-def _logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    top = np.max(a, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(a - top), axis=axis))
-
-
 def flow_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, *, max_cells: int = MAX_CHAIN_CELLS,
                rng: np.random.Generator) -> list[dict]:
     """Descendants that follow the model's flow and land on the observed cells (no noise).
@@ -482,9 +476,9 @@ def flow_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, *, max_cells
 
     Returns
     -------
-    One step per gap: ``images`` (the pushed rows), ``kernel`` (``[(weight, mean, covariance)]``: the
-    Gaussian ``N(0, R_k)``), ``cols`` (rows of ``xs[k+1]`` the step lands on), ``log_mass`` (each row's log
-    descendant mass over the gap) and ``residual`` (``tr R_k``). :func:`flow_absorption` takes them.
+    One step per gap: ``images`` (the pushed rows), ``cov`` (``R_k``), ``cols`` (rows of ``xs[k+1]`` the step
+    lands on), ``log_mass`` (each row's log descendant mass over the gap) and ``residual`` (``tr R_k``).
+    :func:`flow_absorption` takes them.
     """
     steps = []
     start = np.asarray(xs[0], np.float64)
@@ -494,21 +488,18 @@ def flow_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, *, max_cells
         r = push_residual(pos[-1], np.exp(logw[-1] - logw[-1].max()), end, rng=rng)
         last = k == len(times) - 2
         cols = np.arange(len(end)) if last or len(end) <= max_cells else _subsample(len(end), max_cells, rng)
-        steps.append({"images": pos[-1], "kernel": [(1.0, np.zeros(r.shape[0]), r)], "cols": cols,
-                      "log_mass": logw[-1], "residual": float(np.trace(r))})
+        steps.append({"images": pos[-1], "cov": r, "cols": cols, "log_mass": logw[-1],
+                      "residual": float(np.trace(r))})
         start = end[cols]
     return steps
 
 
-def _kernel_log(step: dict, cells: np.ndarray):
-    """Per component of the step's kernel: the nearest ``cells`` of each row and the log kernel values
-    (``log weight + log N(cell; image + mean, cov)`` up to the constant shared by all components)."""
-    out = []
-    for weight, mean, cov in step["kernel"]:
-        w = _whitener(cov)
-        dist, nbr = _neighbours((step["images"] + mean) @ w.T, cells @ w.T)
-        out.append((np.log(weight) + float(np.log(np.abs(np.linalg.det(w)))) - 0.5 * dist**2, nbr))
-    return out
+def _kernel_log(step: dict, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest ``cells`` of each pushed row of a :func:`flow_chain` step and their log kernel values,
+    ``-(y - push(x))' R^-1 (y - push(x)) / 2``."""
+    w = _whitener(step["cov"])
+    dist, nbr = _neighbours(step["images"] @ w.T, cells @ w.T)
+    return -0.5 * dist**2, nbr
 
 
 def flow_absorption(steps: list[dict], xs: list[np.ndarray], onehot: np.ndarray) -> np.ndarray:
@@ -537,29 +528,21 @@ def flow_absorption(steps: list[dict], xs: list[np.ndarray], onehot: np.ndarray)
     onehot = np.asarray(onehot, np.float64)
     last = steps[-1]
     end = np.asarray(xs[-1], np.float64)[last["cols"]]
-    parts = []
+    logq = np.full((len(last["images"]), onehot.shape[1]), -np.inf)
     for g in range(onehot.shape[1]):
         members = np.nonzero(onehot[last["cols"], g] > 0)[0]
-        if not len(members):
-            parts.append(np.full(len(last["images"]), -np.inf))
-            continue
-        with np.errstate(divide="ignore"):
-            logm = np.log(onehot[last["cols"][members], g])
-        comps = [_logsumexp(lk + logm[nbr]) for lk, nbr in _kernel_log(last, end[members])]
-        parts.append(_logsumexp(np.stack(comps), axis=0))
-    logq = np.stack(parts, axis=1)
+        if len(members):
+            logk, nbr = _kernel_log(last, end[members])
+            logq[:, g] = _logsumexp(logk + np.log(onehot[last["cols"][members], g])[nbr])
     logq -= _logsumexp(logq)[:, None]
     for k in range(len(steps) - 2, -1, -1):
         st, nxt = steps[k], steps[k + 1]
-        logm = nxt["log_mass"] - nxt["log_mass"].max()  # paths through a proliferating cell count more
-        comps = []
-        for lk, nbr in _kernel_log(st, np.asarray(xs[k + 1], np.float64)[st["cols"]]):
-            out = np.empty((len(nbr), logq.shape[1]))
-            for a in range(0, len(nbr), 4096):  # (rows, neighbours, groups) blocks of bounded size
-                b = slice(a, a + 4096)
-                out[b] = _logsumexp((lk[b] + logm[nbr[b]])[:, :, None] + logq[nbr[b]], axis=1)
-            comps.append(out)
-        out = _logsumexp(np.stack(comps), axis=0)
+        logk, nbr = _kernel_log(st, np.asarray(xs[k + 1], np.float64)[st["cols"]])
+        logk = logk + (nxt["log_mass"] - nxt["log_mass"].max())[nbr]  # paths through a dividing cell count more
+        out = np.empty((len(nbr), logq.shape[1]))
+        for a in range(0, len(nbr), 4096):  # (rows, neighbours, groups) blocks of bounded size
+            b = slice(a, a + 4096)
+            out[b] = _logsumexp(logk[b][:, :, None] + logq[nbr[b]], axis=1)
         logq = out - _logsumexp(out)[:, None]
     return np.exp(logq)
 
@@ -567,13 +550,8 @@ def flow_absorption(steps: list[dict], xs: list[np.ndarray], onehot: np.ndarray)
 def flow_coupling(step: dict, xs_next: np.ndarray) -> sp.csr_matrix:
     """One step of :func:`flow_chain` as a row-stochastic ``(n_rows, n_next)`` matrix over all ``xs_next``
     (the kernel truncated to each row's nearest cells)."""
-    n, m = len(step["images"]), len(xs_next)
-    comps = _kernel_log(step, np.asarray(xs_next, np.float64))
-    top = np.max([lk.max(axis=1) for lk, _ in comps], axis=0)
-    mat = sp.csr_matrix((n, m))
-    for lk, nbr in comps:
-        k = nbr.shape[1]
-        mat = mat + sp.csr_matrix((np.exp(lk - top[:, None]).ravel(), nbr.ravel(), np.arange(0, n * k + 1, k)),
-                                  shape=(n, m))
-    total = np.asarray(mat.sum(axis=1)).ravel()
-    return sp.csr_matrix(sp.diags(1.0 / total) @ mat)
+    logk, nbr = _kernel_log(step, np.asarray(xs_next, np.float64))
+    val = np.exp(logk - logk.max(axis=1, keepdims=True))
+    val /= val.sum(axis=1, keepdims=True)
+    n, k = nbr.shape
+    return sp.csr_matrix((val.ravel(), nbr.ravel(), np.arange(0, n * k + 1, k)), shape=(n, len(xs_next)))
