@@ -132,17 +132,15 @@ class DescendantChain(FateEstimator):
         else:
             self.sigma2, self.record = _fates.descendant_noise(model.potential, self.xs, self.times, rng=rng)
 
-    def _chain(self, k0: int, k1: int, rng: np.random.Generator):
-        def trajectory(x, grid):
-            return self.model.trajectory(x, grid, stochastic=False)
+    def _trajectory(self, x, grid):
+        return self.model.trajectory(x, grid, stochastic=False)
 
-        return _fates.descendant_chain(trajectory, self.xs[k0:k1 + 1], self.times[k0:k1 + 1], self.sigma2, rng=rng)
+    def _chain(self, k0: int, k1: int, rng: np.random.Generator):
+        return _fates.descendant_chain(self._trajectory, self.xs[k0:k1 + 1], self.times[k0:k1 + 1], self.sigma2,
+                                       rng=rng)
 
     def _flow(self, k0: int, k1: int, rng: np.random.Generator) -> list[dict]:
-        def trajectory(x, grid):
-            return self.model.trajectory(x, grid, stochastic=False)
-
-        return _fates.flow_chain(trajectory, self.xs[k0:k1 + 1], self.times[k0:k1 + 1], rng=rng)
+        return _fates.flow_chain(self._trajectory, self.xs[k0:k1 + 1], self.times[k0:k1 + 1], rng=rng)
 
     def fates(self, source_time, target_time, onehot, *, rng):
         k0, k1 = self._index(source_time), self._index(target_time)

@@ -159,9 +159,9 @@ def diffusion_from_potential(potential, xs: list[np.ndarray], times: np.ndarray,
         dl_all.append(dl - dl.mean())
     pair_slopes = [_rma_slope(a, b) for a, b in zip(ds_all, dl_all)]
     ds, dl = np.concatenate(ds_all), np.concatenate(dl_all)
-    var_s, var_l, cov = float(ds @ ds), float(dl @ dl), float(ds @ dl)
-    slope = float(np.sign(cov) * np.sqrt(var_l / var_s)) if var_s > 0 and var_l > 0 else 0.0
-    r = cov / np.sqrt(var_s * var_l) if var_s > 0 and var_l > 0 else 0.0
+    slope = _rma_slope(ds, dl)
+    var_s, var_l = float(ds @ ds), float(dl @ dl)
+    r = float(ds @ dl) / np.sqrt(var_s * var_l) if var_s > 0 and var_l > 0 else 0.0
     sigma2 = -2.0 / slope if slope < 0 else 0.0
     return sigma2, {"slope": slope, "r": float(r), "n_pairs": len(ds_all), "pair_slopes": pair_slopes,
                     "noise_times": "gap midpoints" if midpoints else "snapshot times"}
