@@ -139,6 +139,17 @@ def potential_derivatives(net: nn.Module, t: torch.Tensor, x: torch.Tensor, *, c
     return s, gx, gt, x
 
 
+def _value_and_grad(net: nn.Module, t: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``s`` and ``grad_x s``, differentiable in the weights: the network's own chain rule where it has one
+    (:meth:`~scam.core.network.PotentialNet.value_and_grad`), else autograd's."""
+    if hasattr(net, "value_and_grad"):
+        return net.value_and_grad(t, x)
+    x = x.requires_grad_(True)
+    s = net(t, x)
+    (gx,) = torch.autograd.grad(s.sum(), x, create_graph=True)
+    return s, gx
+
+
 def hutchinson_laplacian(gx: torch.Tensor, x: torch.Tensor, probes: torch.Tensor) -> torch.Tensor:
     """Unbiased estimate of ``lap s = tr(Hess s)`` from ``gx = grad s`` and probes ``(n_probes, B, d)``."""
     est = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
@@ -224,9 +235,7 @@ def _velocity_loss(net, batch, sigma, growth_weight, estimator, n_probes, genera
                 "The 'pathwise' estimator needs a deterministic path (sigma = 0) with pair velocities; "
                 "use estimator='boundary' for entropic AM."
             )
-        x = batch.x.detach().requires_grad_(True)
-        s = net(batch.t, x)
-        (gx,) = torch.autograd.grad(s.sum(), x, create_graph=True)
+        s, gx = _value_and_grad(net, batch.t, batch.x.detach())
         integrand = 0.5 * (gx**2).sum(dim=1) - (gx * batch.v).sum(dim=1)
         if growth_weight > 0:
             integrand = integrand + 0.5 * growth_weight * s**2

@@ -160,11 +160,9 @@ class ActionModel:
         return torch.as_tensor(self.scaling.time_to_internal(t), dtype=torch.float32, device=self.device)
 
     def _s_grad(self, u: torch.Tensor, z: torch.Tensor):
-        with torch.enable_grad():
-            z = z.detach().requires_grad_(True)
-            s = self.net(u, z)
-            g = torch.autograd.grad(s.sum(), z)[0]
-        return s.detach(), g
+        with torch.no_grad():
+            s, g = self.net.value_and_grad(u, z)
+        return s, g
 
     # ---------------------------------------------------------------- fields
     def potential(self, x, t) -> np.ndarray:

@@ -305,23 +305,29 @@ class SnapshotPath:
 
     def sample(self, batch_size: int, rng: np.random.Generator):
         """A :class:`~scam.core.losses.PathBatch` with stratified (low-discrepancy) times."""
+        return self.sample_batches(batch_size, 1, rng)[0]
+
+    def sample_batches(self, batch_size: int, n_batches: int, rng: np.random.Generator) -> list:
+        """``n_batches`` independent :class:`~scam.core.losses.PathBatch` of ``batch_size`` samples, each
+        with its own stratified times, drawn in one pass over the plans (a training step's batch costs
+        a fraction of a separate draw: the per-gap work is shared)."""
         from .losses import PathBatch
 
         torch = self._torch
-        u = (rng.random() + np.arange(batch_size)) / batch_size
+        u = ((rng.random(n_batches)[:, None] + np.arange(batch_size)) / batch_size).ravel()
         x, w, v, w_dot = self.sample_path(u, rng)
         device = x.device
         first, last = self.xs[0], self.xs[-1]
-        i0 = torch.as_tensor(rng.integers(0, len(first), batch_size), device=device)
-        i1 = torch.as_tensor(rng.integers(0, len(last), batch_size), device=device)
-        return PathBatch(
-            t=torch.as_tensor(u, dtype=torch.float32, device=device),
-            x=x,
-            w=w,
-            x_start=first[i0],
-            x_end=last[i1],
-            mass_start=float(self.masses[0]),
-            mass_end=float(self.masses[-1]),
-            v=v,
-            w_dot=w_dot,
-        )
+        n = n_batches * batch_size
+        x_start = first[torch.as_tensor(rng.integers(0, len(first), n), device=device)]
+        x_end = last[torch.as_tensor(rng.integers(0, len(last), n), device=device)]
+        t = torch.as_tensor(u, dtype=torch.float32, device=device)
+        out = []
+        for k in range(n_batches):
+            sl = slice(k * batch_size, (k + 1) * batch_size)
+            out.append(PathBatch(
+                t=t[sl], x=x[sl], w=w[sl], x_start=x_start[sl], x_end=x_end[sl],
+                mass_start=float(self.masses[0]), mass_end=float(self.masses[-1]),
+                v=None if v is None else v[sl], w_dot=w_dot[sl],
+            ))
+        return out

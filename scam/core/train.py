@@ -32,6 +32,7 @@ from .scaling import Scaling
 
 GROWTH_HIDDEN, GROWTH_LAYERS = 64, 2  # the growth network: smaller than the potential (a smooth rate)
 VAL_BATCHES = 4  # the fixed validation batch is this many training batches
+BLOCK_SAMPLES = 16384  # training batches are drawn this many samples at a time (one pass over the plans)
 EMA_RAMP = 10  # EMA decay min(ema_decay, (1 + step) / (EMA_RAMP + step)): early weights fade fast
 LR_FLOOR = 0.1  # the cosine schedule decays to this fraction of lr
 
@@ -384,8 +385,12 @@ def _train(net: torch.nn.ModuleDict, path: SnapshotPath, objective_cfg: Objectiv
     best, best_state, bad = math.inf, copy.deepcopy(ema.state_dict()), 0
     running, n_running = 0.0, 0
     bar = tqdm(range(opt_cfg.n_steps), disable=not progress, desc="action matching", leave=False)
+    block = max(1, BLOCK_SAMPLES // batch_size)
+    batches: list = []
     for step in bar:
-        batch = path.sample(batch_size, batch_rng)
+        if not batches:  # the next steps' batches, drawn together
+            batches = path.sample_batches(batch_size, min(block, opt_cfg.n_steps - step), batch_rng)[::-1]
+        batch = batches.pop()
         loss, _ = objective(batch, tgen)
         if not torch.isfinite(loss):
             raise FloatingPointError(
