@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from scam.core.losses import PathBatch, action_matching_loss
-from scam.core.losses import ObjectiveConfig
+from scam.core.losses import ObjectiveConfig, PathBatch, action_matching_loss
 from scam.core.network import PotentialConfig, PotentialNet
 
 
