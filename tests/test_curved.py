@@ -120,3 +120,24 @@ def test_validation_w1_merges_repeated_points_into_weights():
     full = ot.emd2(np.full(3000, 1 / 3000), np.full(40, 1 / 40), ot.dist(points, target, metric="euclidean"),
                    numItermax=10_000_000)
     np.testing.assert_allclose(merged, full, rtol=1e-9)
+
+
+def test_a_validated_curve_replaces_routes_where_it_beats_them_on_inner_days():
+    """A blob turning 60 degrees per time unit with its middle snapshot missing: the 120-degree chord of the
+    middle gap leaves the data, so the support check routes it through the graph; the curve, validated on the
+    inner time points against both the straight and the graph path, bends it instead, and the reason says why.
+    Without validated curvature (a constant velocity) a routed gap keeps its routes."""
+    from scam.core.path_choice import resolve_path
+
+    tc = rotating_blob(800, degrees=60.0, rng=2)
+    keep = [0, 1, 3, 4]
+    xs, times = [tc.xs[k] / 2 for k in keep], tc.times[keep] / tc.times[-1]
+    bent = curved_choice(xs, times, np.random.default_rng(0), base=["straight", "graph", "straight"])
+    assert bent.gaps == ["curved"] * 3 and "routed gaps bend instead" in bent.reason, bent.reason
+    choice = resolve_path(TrainConfig.from_flat(coupling="ot"), xs, times, changes_mass=False,
+                          rng=np.random.default_rng(0))
+    assert choice.off_support[1] > 0.5 and choice.gaps == ["curved"] * 3, choice.reason
+    xs, times = _constant_velocity(600, 5)
+    base = ["straight", "graph", "straight", "straight"]
+    kept = curved_choice(xs, times / times[-1], np.random.default_rng(0), base=base)
+    assert kept.gaps == base and "no bending" in kept.reason, kept.reason

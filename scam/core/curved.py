@@ -50,7 +50,8 @@ When to bend (the default ``path="support"`` and ``"auto"`` ask it): :func:`curv
 inner training time point (at most :data:`MAX_VALIDATED`), builds the curves on the remaining ones and
 predicts it from its two neighbours by the curved and the straight path (no training, same pairs), as
 :func:`scam.core.path_choice.choose_path` does for one-gap candidates; every gap bends only if the curved
-path's mean held-out W1 is below the straight path's by more than twice its standard error. Fewer than four
+path's mean held-out W1 is below the straight path's by more than twice its standard error; a gap that the
+support check routes through the data bends only where the curved path also beats the graph path there. Fewer than four
 time points leave nothing to validate a curve on (a held-out middle point leaves two): the path stays
 straight.
 
@@ -384,6 +385,23 @@ def held_out_scores(xs: list, times, k: int, rng: np.random.Generator, *, cells:
     return _w1(xs_s.cpu().numpy().astype(np.float64), held), _w1(xs_c.cpu().numpy().astype(np.float64), held)
 
 
+def _graph_ratios(xs: list, times, inner, rng: np.random.Generator) -> np.ndarray:
+    """Held-out W1 of the graph path relative to the straight path's (same draw), as
+    :func:`scam.core.path_choice.choose_path` scores it: each inner time point of ``inner`` predicted from its
+    two neighbours, :data:`VALIDATION_REPEATS` draws of :data:`VALIDATION_CELLS` cells each."""
+    from .path_choice import _subsample, candidate_scores
+
+    times = np.asarray(times, dtype=np.float64)
+    rows = []
+    for k in inner:
+        tau = (times[k] - times[k - 1]) / (times[k + 1] - times[k - 1])
+        for _ in range(VALIDATION_REPEATS):
+            x0, x1, held = (_subsample(xs[m], VALIDATION_CELLS, rng) for m in (k - 1, k + 1, k))
+            straight, graph = candidate_scores(x0, x1, held, tau, ["straight", "graph"], rng)
+            rows.append(graph / straight)
+    return np.asarray(rows)
+
+
 def curved_choice(xs: list, times, rng: np.random.Generator, *, base: list | None = None):
     """Whether the gaps bend: validation on held-out inner training time points (module docstring).
 
@@ -396,7 +414,10 @@ def curved_choice(xs: list, times, rng: np.random.Generator, *, base: list | Non
     rng
         Random generator (subsamples, couplings).
     base
-        The family each gap has otherwise (default straight everywhere); only straight gaps may bend.
+        The family each gap has otherwise (default straight everywhere). Straight gaps bend where the
+        validation says so; a gap the support check routed through the data (``"graph"``) bends only if the
+        curved path's held-out W1 is also below the graph path's on the same inner time points by twice the
+        standard error of the difference (a chord that leaves the data may only be cutting across the turn).
 
     Returns
     -------
@@ -423,8 +444,15 @@ def curved_choice(xs: list, times, rng: np.random.Generator, *, base: list | Non
     mean, se = ratio[:, 1].mean(), ratio[:, 1].std(ddof=1) / np.sqrt(len(ratio))
     evidence = f"held-out inner time points: curved W1 {mean:.3f}x the straight path's (+- {se:.3f})"
     bend = mean + 2 * se < 1.0
-    gaps = [("curved" if (bend and g == "straight") else g) for g in base]
     reason = evidence + ("; straight gaps bend" if bend else "; not below 1 by 2 standard errors: no bending")
+    routed = bend and "graph" in base
+    if routed:  # the support check routed a chord that leaves the data; the turn may be why: the two compete
+        graph = _graph_ratios(xs, times, inner, rng)
+        g_mean, g_se = graph.mean(), graph.std(ddof=1) / np.sqrt(len(graph))
+        routed = mean - g_mean + 2 * np.hypot(se, g_se) < 0
+        reason += (f"; graph routes on the same held-out points {g_mean:.3f}x (+- {g_se:.3f}): routed gaps "
+                   + ("bend instead" if routed else "keep their routes"))
+    gaps = [("curved" if (bend and g == "straight") or (routed and g == "graph") else g) for g in base]
     path = "curved" if "curved" in gaps else ("graph" if "graph" in gaps else "straight")
     return PathChoice(path, 0.0, reason, held_out=[float(times[k]) for k in inner],
                       candidates=["straight", "curved"], ratio=ratio, gaps=gaps)

@@ -135,7 +135,8 @@ def resolve_path(config: TrainConfig, xs: list[np.ndarray], times: np.ndarray, *
 
     ``"support"``: graph routes for the gaps whose straight interpolation mostly leaves the data
     (:func:`support_choice`), the other gaps bent where held-out inner time points validate it (four or more
-    time points: :func:`scam.core.curved.curved_choice`), straight for entropic paths and couplings without
+    time points: :func:`scam.core.curved.curved_choice`; a routed gap bends where the curve also beats its
+    routes there), straight for entropic paths and couplings without
     explicit pairs; a family
     name: that family on every gap; ``"auto"`` and ``"asynchronous"`` without a ``pace_spread``: validated
     on held-out inner time points (:func:`choose_path`; decided on rank 0 under torch.distributed).
@@ -185,7 +186,7 @@ def resolve_path(config: TrainConfig, xs: list[np.ndarray], times: np.ndarray, *
                                           graph=explicit_pairs(pc.coupling)))
     if changes_mass:
         choice.reason += "; asynchronous paths left out: the path changes mass (changes in make-up are left to growth)"
-    if choice.path == "straight" and explicit_pairs(pc.coupling):
+    if choice.path in ("straight", "graph") and explicit_pairs(pc.coupling):
         choice = _with_curves(choice, xs, times, side_stream(rng, 2))
     return choice
 
@@ -195,7 +196,7 @@ def _with_curves(choice: PathChoice, xs, times, rng: np.random.Generator) -> Pat
     (four or more time points; decided on rank 0); the evidence is added to the reason, per gap in ``gaps``."""
     from .curved import curved_choice
 
-    if len(xs) < 4 or "straight" not in choice.gaps:
+    if len(xs) < 4 or not {"straight", "graph"} & set(choice.gaps):
         return choice
     bent = on_rank0(lambda: curved_choice(xs, times, rng, base=choice.gaps))
     choice.gaps = bent.gaps

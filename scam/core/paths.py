@@ -60,7 +60,8 @@ class PathConfig:
         exactly coupled cells runs where neither snapshot has cells, and then ``"graph"``:
         :func:`scam.core.off_support_share`; with four or more time points the straight gaps then bend
         (``"curved"``) where bending predicts held-out inner time points better by more than twice its
-        standard error, :func:`scam.core.curved.curved_choice`; straight for entropic paths and couplings
+        standard error, and the routed gaps where it also beats the graph path there,
+        :func:`scam.core.curved.curved_choice`; straight for entropic paths and couplings
         without explicit pairs), ``"curved"`` (every gap bent along the turning of its neighbouring snapshots, for
         populations that turn across three or more snapshots: :mod:`scam.core.curved`), ``"straight"``
         (every pair at the same fraction of its straight line), ``"graph"`` (pairs
@@ -73,10 +74,10 @@ class PathConfig:
         time points better than the straight path by more than twice its standard error
         (:func:`scam.core.path_choice.choose_path`); straight with two time points (nothing to
         validate on) and for entropic paths (``sigma > 0``), asynchronous candidates left out where
-        the path changes mass (a change in make-up is left to growth); where that stays straight, with
-        four or more time points, the gaps bend (``"curved"``) if bending predicts held-out inner
-        time points better by more than twice its standard error
-        (:func:`scam.core.curved.curved_choice`). ``"auto"`` is not the default
+        the path changes mass (a change in make-up is left to growth); where that is straight or graph,
+        with four or more time points, the gaps bend (``"curved"``) if bending predicts held-out inner
+        time points better than the straight path, and than the graph path where that was chosen, by more
+        than twice the standard error (:func:`scam.core.curved.curved_choice`). ``"auto"`` is not the default
         because the ground truth asks so (on a noisy double well it finds the escape from the saddle
         asynchronous, and the noise then estimated from the potential for fate probabilities is too
         small); ``"graph"`` everywhere bends the Gaussian W2 geodesic, which ``"support"`` keeps
