@@ -471,7 +471,7 @@ def test_simulate_growth_mass_and_marginal_by_monte_carlo():
     assert adata.uns["simulation"]["kind"] == "growth"
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "ou", "branching", "growth"])
+@pytest.mark.parametrize("kind", ["gaussian", "ou", "branching", "growth", "ring"])
 def test_simulate_kinds(kind, tmp_path):
     adata = ds.simulate(kind, n_cells=50, rng=0)
     assert "time" in adata.obs and "X_pca" in adata.obsm
@@ -485,6 +485,38 @@ def test_simulate_kinds(kind, tmp_path):
 def test_simulate_unknown_kind():
     with pytest.raises(ValueError, match="branching"):
         ds.simulate("nope")
+
+
+def test_cycling_ring_truth():
+    """The uniform ring's snapshots are alike (W1 between two of them at the floor of two fresh samples); every
+    cell turns at the given angular speed; the field of least action misses the rotation by 1 / I0(kappa) in
+    root mean square and keeps the turning bump's density (continuity equation, by finite differences)."""
+    from scam.metrics import wasserstein
+
+    tc = ds.cycling_ring(800, degrees=45.0, rng=0)
+    x = tc.xs[2]
+    v = tc.velocity(x, 2.0)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1) / np.linalg.norm(x, axis=1), np.deg2rad(45.0), rtol=1e-12)
+    apart = wasserstein(tc.xs[0], tc.xs[2], p=1)
+    floor = wasserstein(tc.info["marginal_sample"](0.0, 800, 5), tc.info["marginal_sample"](0.0, 800, 6), p=1)
+    assert apart < 1.5 * floor, (apart, floor)
+    kappa, omega = 2.0, np.deg2rad(45.0)
+    bump = ds.cycling_ring(10, degrees=45.0, kappa=kappa, width=0.0, rng=0)
+    x = bump.info["marginal_sample"](1.0, 400_000, 1)
+    rot, grad = bump.velocity(x, 1.0), bump.info["gradient_velocity"](x, 1.0)
+    miss = np.sqrt(np.sum((rot - grad) ** 2) / np.sum(rot**2))
+    np.testing.assert_allclose(miss, 1 / np.i0(kappa), rtol=0.03)
+    # continuity on the circle: d rho / dt + d(rho u) / d theta = 0 for rho the von Mises density about w t
+    theta, t, h = np.linspace(-np.pi, np.pi, 721), 1.0, 1e-4
+
+    def rho(t):
+        return np.exp(kappa * np.cos(theta - omega * t)) / (2 * np.pi * np.i0(kappa))
+
+    pts = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    u = np.einsum("nd,nd->n", bump.info["gradient_velocity"](pts, t), np.stack([-pts[:, 1], pts[:, 0]], axis=1))
+    flux = rho(t) * u
+    residual = (rho(t + h) - rho(t - h)) / (2 * h) + np.gradient(flux, theta)
+    assert np.max(np.abs(residual[5:-5])) < 1e-3 * np.max(np.abs(flux))
 
 
 def test_synthetic_generators_kept():

@@ -184,6 +184,7 @@ _SIMULATIONS = {
     "asynchronous": _synthetic.asynchronous_transition,
     "arc": _synthetic.arc_transport,
     "rotation": _synthetic.rotating_blob,
+    "ring": _synthetic.cycling_ring,
 }
 
 
@@ -213,7 +214,8 @@ def simulate(kind: str = "branching", n_cells: int = 1000, *, rng=0, return_trut
         cell known (:func:`~scam.datasets.double_well`); ``"asynchronous"``: one move made by every
         cell at its own pace (:func:`~scam.datasets.asynchronous_transition`); ``"arc"``: cells
         travelling half way round a ring (:func:`~scam.datasets.arc_transport`); ``"rotation"``: a blob
-        whose centre travels round a circle over several snapshots (:func:`~scam.datasets.rotating_blob`).
+        whose centre travels round a circle over several snapshots (:func:`~scam.datasets.rotating_blob`);
+        ``"ring"``: cycling cells spread round a ring, every cell turning (:func:`~scam.datasets.cycling_ring`).
     n_cells
         Cells per snapshot.
     rng

@@ -345,6 +345,83 @@ def rotating_blob(
     )
 
 
+def cycling_ring(
+    n_cells: int = 1000,
+    *,
+    times=(0.0, 1.0, 2.0, 3.0, 4.0),
+    degrees: float = 45.0,
+    radius: float = 2.0,
+    width: float = 0.2,
+    kappa: float = 0.0,
+    rng=0,
+) -> SyntheticTimeCourse:
+    """Cycling cells: a population spread round a ring, every cell turning about its centre.
+
+    A cell's phase advances by ``degrees`` per time unit; phases are von Mises distributed about ``w t``
+    with concentration ``kappa`` (``0``, the default: uniform, every phase equally occupied as in a
+    steadily cycling population) and the cells lie at distance ``radius + N(0, width^2)`` from the origin.
+    ``velocity`` is the cells' own motion, the rigid rotation ``w (-y, x)``.
+
+    Snapshots alone do not show this motion. With ``kappa = 0`` every snapshot has the same distribution,
+    and the dynamics of least action that reproduce them are no motion at all; for ``kappa > 0`` a bump of
+    density turns, and the velocity field of least action (a gradient field, whose circulation round the
+    ring is zero) moves a cell at phase ``theta`` with angular speed ``w (1 - exp(-kappa cos(theta - w t))
+    / I0(kappa))``, which misses the rigid rotation by ``1 / I0(kappa)`` in root mean square over the
+    density (relative L2; 1 for the uniform ring; ``I0`` the modified Bessel function). ``info['gradient_velocity']`` is
+    that field (thin-ring approximation: angular speed times the cell's distance from the origin).
+
+    Parameters
+    ----------
+    n_cells
+        Cells per snapshot.
+    times
+        Observation times (time units).
+    degrees
+        Angle a cell turns per time unit, in degrees.
+    radius, width
+        The ring's radius and thickness.
+    kappa
+        Concentration of the phases about the turning bump (0: uniform).
+    rng
+        Seed or Generator.
+
+    Returns
+    -------
+    SyntheticTimeCourse
+        ``info['marginal_sample'](t, n, rng)`` draws fresh cells, ``info['gradient_velocity'](x, t)`` the
+        field of least action.
+    """
+    if kappa < 0 or width < 0 or radius <= 0:
+        raise ValueError(f"`kappa` and `width` must be >= 0 and `radius` > 0, got {kappa}, {width}, {radius}.")
+    rng = make_rng(rng)
+    times = np.asarray(times, float)
+    omega = np.deg2rad(degrees)
+
+    def sample(t, n, gen):
+        gen = make_rng(gen)
+        phase = omega * t + (gen.vonmises(0.0, kappa, n) if kappa > 0 else gen.uniform(-np.pi, np.pi, n))
+        r = radius + width * gen.standard_normal(n)
+        return np.stack([r * np.cos(phase), r * np.sin(phase)], axis=1)
+
+    def velocity(x, t):
+        x = np.asarray(x, float)
+        return omega * np.stack([-x[:, 1], x[:, 0]], axis=1)
+
+    def gradient_velocity(x, t):
+        x = np.asarray(x, float)
+        theta = np.arctan2(x[:, 1], x[:, 0])
+        speed = omega * (1.0 - np.exp(-kappa * np.cos(theta - omega * t)) / np.i0(kappa))
+        return speed[:, None] * np.stack([-x[:, 1], x[:, 0]], axis=1)
+
+    xs = [sample(t, n_cells, rng) for t in times]
+    return SyntheticTimeCourse(
+        xs=xs, times=times, masses=np.ones(len(times)), velocity=velocity,
+        growth_rate=lambda x, t: np.zeros(len(x)), marginal=None,
+        info={"marginal_sample": sample, "gradient_velocity": gradient_velocity, "degrees": float(degrees),
+              "radius": float(radius), "kappa": float(kappa)},
+    )
+
+
 def ornstein_uhlenbeck(
     n_cells: int = 1000,
     *,
