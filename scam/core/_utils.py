@@ -59,8 +59,13 @@ _OWN_LOAD = {"end": 0.0, "threads": 0}  # this process's last fit: it still weig
 
 
 def cpu_threads() -> int:
-    """torch's CPU threads, reduced by the cores other jobs keep busy (1-minute load average, less what
-    this process's own previous fit left in it: the average decays with a 60 s time constant)."""
+    """torch's CPU threads, reduced by the cores other jobs keep busy.
+
+    Busy cores are the 1-minute load average, less what this process's own previous fit left in it (the
+    average decays with a 60 s time constant), and on Linux at most the threads runnable right now besides
+    this one (:func:`_running_now`): the average lags a minute behind jobs that have ended, or work this
+    process did outside a fit, and would otherwise take a free core for a busy one.
+    """
     n = torch.get_num_threads()
     try:
         load = os.getloadavg()[0]
@@ -68,8 +73,26 @@ def cpu_threads() -> int:
         return n
     own = _OWN_LOAD["threads"] * math.exp(-(time.monotonic() - _OWN_LOAD["end"]) / 60.0)
     busy = int(round(max(0.0, load - own)))
+    now = _running_now()
+    if now is not None:
+        busy = min(busy, now)
     free = max(1, (os.cpu_count() or n) - busy)
     if free < n:
         logger.info("scam: %d of %d cores busy with other jobs: training with %d torch thread(s)", busy,
                     os.cpu_count() or n, free)
     return min(n, free)
+
+
+def _running_now(readings: int = 7, pause: float = 0.005) -> int | None:
+    """Threads runnable on the machine right now besides the caller: the median of a few readings of the
+    fourth field of Linux's ``/proc/loadavg`` (runnable/total), less one; None where it cannot be read."""
+    counts = []
+    try:
+        for i in range(readings):
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]))
+            if i + 1 < readings:
+                time.sleep(pause)
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, int(np.median(counts)) - 1)

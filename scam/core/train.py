@@ -138,8 +138,9 @@ def fit(
     threads
         torch CPU threads for the duration of the fit (restored afterwards). ``"auto"``: torch's own
         setting on a quiet machine, fewer when other jobs keep the cores busy (cores minus the 1-minute
-        load average, at least 1): OpenMP threads that spin for cores they do not get multiply a fit's
-        time (``benchmarks/threads.py``). ``None`` leaves torch's setting; an integer sets it.
+        load average, and on Linux at most minus the threads runnable now, at least 1:
+        :func:`scam.core._utils.cpu_threads`): OpenMP threads that spin for cores they do not get multiply
+        a fit's time (``benchmarks/threads.py``). ``None`` leaves torch's setting; an integer sets it.
 
     Returns
     -------
