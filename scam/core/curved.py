@@ -70,7 +70,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .interpolants import Interpolant, Pairs, PathPoints, _as_tensor, on_segment, register_interpolant
-from .path_choice import _SAMPLES, MAX_VALIDATED, VALIDATION_CELLS, VALIDATION_REPEATS, PathChoice, _w1
+from .path_choice import (
+    _SAMPLES,
+    MAX_VALIDATED,
+    VALIDATION_CELLS,
+    VALIDATION_REPEATS,
+    PathChoice,
+    _w1,
+    held_out_ratios,
+)
 
 NEIGHBOURS = 16  # cells of the same snapshot each chained displacement is averaged over
 REACH = 2  # method="spline" only: snapshots either side of a cell that its tangent's spline runs through
@@ -385,23 +393,6 @@ def held_out_scores(xs: list, times, k: int, rng: np.random.Generator, *, cells:
     return _w1(xs_s.cpu().numpy().astype(np.float64), held), _w1(xs_c.cpu().numpy().astype(np.float64), held)
 
 
-def _graph_ratios(xs: list, times, inner, rng: np.random.Generator) -> np.ndarray:
-    """Held-out W1 of the graph path relative to the straight path's (same draw), as
-    :func:`scam.core.path_choice.choose_path` scores it: each inner time point of ``inner`` predicted from its
-    two neighbours, :data:`VALIDATION_REPEATS` draws of :data:`VALIDATION_CELLS` cells each."""
-    from .path_choice import _subsample, candidate_scores
-
-    times = np.asarray(times, dtype=np.float64)
-    rows = []
-    for k in inner:
-        tau = (times[k] - times[k - 1]) / (times[k + 1] - times[k - 1])
-        for _ in range(VALIDATION_REPEATS):
-            x0, x1, held = (_subsample(xs[m], VALIDATION_CELLS, rng) for m in (k - 1, k + 1, k))
-            straight, graph = candidate_scores(x0, x1, held, tau, ["straight", "graph"], rng)
-            rows.append(graph / straight)
-    return np.asarray(rows)
-
-
 def curved_choice(xs: list, times, rng: np.random.Generator, *, base: list | None = None):
     """Whether the gaps bend: validation on held-out inner training time points (module docstring).
 
@@ -447,7 +438,7 @@ def curved_choice(xs: list, times, rng: np.random.Generator, *, base: list | Non
     reason = evidence + ("; straight gaps bend" if bend else "; not below 1 by 2 standard errors: no bending")
     routed = bend and "graph" in base
     if routed:  # the support check routed a chord that leaves the data; the turn may be why: the two compete
-        graph = _graph_ratios(xs, times, inner, rng)
+        graph = held_out_ratios(xs, times, inner, ["straight", "graph"], rng)[:, 1]
         g_mean, g_se = graph.mean(), graph.std(ddof=1) / np.sqrt(len(graph))
         routed = mean - g_mean + 2 * np.hypot(se, g_se) < 0
         reason += (f"; graph routes on the same held-out points {g_mean:.3f}x (+- {g_se:.3f}): routed gaps "

@@ -256,6 +256,28 @@ def candidate_scores(x0, x1, held, tau: float, candidates: list[str], rng: np.ra
     return np.asarray(out)
 
 
+def held_out_ratios(xs: list[np.ndarray], times: np.ndarray, inner, candidates: list[str],
+                    rng: np.random.Generator) -> np.ndarray:
+    """Held-out W1 of each candidate relative to the first one's (the straight path), same draw: every inner
+    time point of ``inner`` predicted from its two neighbours, :data:`VALIDATION_REPEATS` draws of
+    :data:`VALIDATION_CELLS` cells each (:func:`candidate_scores`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(inner) * VALIDATION_REPEATS, len(candidates))``.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    rows = []
+    for k in inner:
+        tau = (times[k] - times[k - 1]) / (times[k + 1] - times[k - 1])
+        for _ in range(VALIDATION_REPEATS):
+            x0, x1, held = (_subsample(xs[m], VALIDATION_CELLS, rng) for m in (k - 1, k + 1, k))
+            s = candidate_scores(x0, x1, held, tau, candidates, rng)
+            rows.append(s / s[0])
+    return np.asarray(rows)
+
+
 def _candidate(label: str) -> PathChoice:
     """The one-gap path a candidate label stands for (``"asynchronous 1.5"``: family and spread)."""
     family, _, spread = label.partition(" ")
@@ -300,14 +322,7 @@ def choose_path(xs: list[np.ndarray], times: np.ndarray, rng: np.random.Generato
     inner = np.arange(1, len(xs) - 1)
     if len(inner) > MAX_VALIDATED:
         inner = inner[np.round(np.linspace(0, len(inner) - 1, MAX_VALIDATED)).astype(int)]
-    rows = []
-    for k in inner:
-        tau = (times[k] - times[k - 1]) / (times[k + 1] - times[k - 1])
-        for _ in range(VALIDATION_REPEATS):
-            x0, x1, held = (_subsample(xs[m], VALIDATION_CELLS, rng) for m in (k - 1, k + 1, k))
-            s = candidate_scores(x0, x1, held, tau, candidates, rng)
-            rows.append(s / s[0])
-    ratio = np.asarray(rows)
+    ratio = held_out_ratios(xs, times, inner, candidates, rng)
     mean = ratio.mean(axis=0)
     se = ratio.std(axis=0, ddof=1) / np.sqrt(len(ratio))
     held_out = [float(times[k]) for k in inner]
