@@ -262,11 +262,9 @@ def arc_transport(
         r = radius + width * gen.standard_normal(n)
         return np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1)
 
-    xs = [sample(t, n_cells, rng) for t in times]
-    return SyntheticTimeCourse(
-        xs=xs, times=times, masses=np.ones(len(times)),
-        velocity=lambda x, t: turn * np.stack([-np.asarray(x)[:, 1], np.asarray(x)[:, 0]], axis=1),
-        growth_rate=lambda x, t: np.zeros(len(x)), info={"marginal_sample": sample},
+    return _transport_course(
+        sample, times, n_cells, rng,
+        lambda x, t: turn * np.stack([-np.asarray(x)[:, 1], np.asarray(x)[:, 0]], axis=1),
     )
 
 
@@ -337,12 +335,8 @@ def rotating_blob(
         v[:, 0], v[:, 1] = -omega * c[1], omega * c[0]
         return v
 
-    xs = [sample(t, n_cells, rng) for t in times]
-    return SyntheticTimeCourse(
-        xs=xs, times=times, masses=np.ones(len(times)), velocity=velocity,
-        growth_rate=lambda x, t: np.zeros(len(x)), marginal=marginal,
-        info={"marginal_sample": sample, "degrees": float(degrees), "radius": float(radius)},
-    )
+    return _transport_course(sample, times, n_cells, rng, velocity, marginal=marginal, degrees=float(degrees),
+                             radius=float(radius))
 
 
 def cycling_ring(
@@ -413,12 +407,16 @@ def cycling_ring(
         speed = omega * (1.0 - np.exp(-kappa * np.cos(theta - omega * t)) / np.i0(kappa))
         return speed[:, None] * np.stack([-x[:, 1], x[:, 0]], axis=1)
 
-    xs = [sample(t, n_cells, rng) for t in times]
+    return _transport_course(sample, times, n_cells, rng, velocity, gradient_velocity=gradient_velocity,
+                             degrees=float(degrees), radius=float(radius), kappa=float(kappa))
+
+
+def _transport_course(sample, times, n_cells: int, rng, velocity, *, marginal=None, **info) -> SyntheticTimeCourse:
+    """A course in which nothing grows, its snapshots drawn in time order from ``sample(t, n, rng)`` (kept as
+    ``info['marginal_sample']`` for fresh cells; ``info`` adds the generator's parameters)."""
     return SyntheticTimeCourse(
-        xs=xs, times=times, masses=np.ones(len(times)), velocity=velocity,
-        growth_rate=lambda x, t: np.zeros(len(x)), marginal=None,
-        info={"marginal_sample": sample, "gradient_velocity": gradient_velocity, "degrees": float(degrees),
-              "radius": float(radius), "kappa": float(kappa)},
+        xs=[sample(t, n_cells, rng) for t in times], times=times, masses=np.ones(len(times)), velocity=velocity,
+        growth_rate=lambda x, t: np.zeros(len(x)), marginal=marginal, info={"marginal_sample": sample, **info},
     )
 
 
