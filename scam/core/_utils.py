@@ -73,7 +73,7 @@ def cpu_threads() -> int:
         return n
     own = _OWN_LOAD["threads"] * math.exp(-(time.monotonic() - _OWN_LOAD["end"]) / 60.0)
     busy = int(round(max(0.0, load - own)))
-    now = _running_now()
+    now = _running_now() if busy > 0 else None  # read only when the average says a core is busy
     if now is not None:
         busy = min(busy, now)
     free = max(1, (os.cpu_count() or n) - busy)
