@@ -109,6 +109,7 @@ def test_default_fit_records_its_decisions(branching):
     placed = np.isfinite(evidence["threshold"])
     assert np.all(np.isfinite(evidence["agreement"]) == placed)
     assert np.all(np.abs(evidence["agreement"][placed]) <= 1.0 + 1e-12)
+    assert np.all(evidence["scale"] > 0)  # the thresholds' unit, measured on every tested gap
     before = snapshot(adata)
     adata.obs["prior"] = np.where(adata.obs["branch"] == "proliferating", 0.8, -0.6)
     before = snapshot(adata)

@@ -74,6 +74,11 @@ class GapGrowth:
         Where growth was placed (:func:`growth_factors`): how much the growth factors of independent
         clusterings of the snapshots agree (:func:`factor_agreement`, 1: the same map whatever the
         clustering); ``None`` where no factors were found.
+    scale
+        The unit of the thresholds: the median squared displacement of the balanced plan between the
+        test's source half and target cells (internal units); where growth is placed the unbalanced plan
+        is solved at ``threshold * scale`` (``None`` where the test did not run: too few cells, or a
+        record written before 2026-12-07).
     """
 
     destroyed: tuple[float, ...]
@@ -81,11 +86,12 @@ class GapGrowth:
     excess: float
     threshold: float | None
     agreement: float | None = None
+    scale: float | None = None
 
     def to_dict(self) -> dict:
         """Plain dictionary."""
         return {"destroyed": list(self.destroyed), "null": list(self.null), "excess": self.excess,
-                "threshold": self.threshold, "agreement": self.agreement}
+                "threshold": self.threshold, "agreement": self.agreement, "scale": self.scale}
 
 
 def tv_unbalanced(a, b, cost, threshold):
@@ -212,7 +218,7 @@ def growth_evidence(
         # distant states, high enough not to fragment them (the tail it also destroys does not matter:
         # growth factors are shared by whole compartments, see growth_factors)
         threshold = float(GRID[int(np.argmax(gap >= PLATEAU * excess))])
-    return GapGrowth(tuple(real.tolist()), tuple(null.tolist()), excess, threshold)
+    return GapGrowth(tuple(real.tolist()), tuple(null.tolist()), excess, threshold, scale=real_at.scale)
 
 
 def _states(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -302,18 +308,21 @@ def factor_agreement(
 
 def placed_growth(
     x0: np.ndarray, x1: np.ndarray, mass0: float, mass1: float, cost: np.ndarray, threshold: float,
-    *, rng: np.random.Generator,
+    *, rng: np.random.Generator, scale: float | None = None,
 ) -> tuple[np.ndarray, float]:
     """:func:`growth_factors` and :func:`factor_agreement` of one gap from one unbalanced plan.
 
     The agreement's clusterings draw from streams spawned off ``rng``, which leaves the draws of ``rng``
-    itself, and so the factors, as :func:`growth_factors` would give them.
+    itself, and so the factors, as :func:`growth_factors` would give them. ``scale``: the unit of
+    ``threshold`` as the evidence test measured it (:attr:`GapGrowth.scale`; the same statistic on other
+    cells of the same snapshots), which spares the balanced plan that would measure it again on these
+    cells; ``None``: measured here.
 
     Returns
     -------
     factors, agreement
     """
-    a, b, moved = _transported(cost, mass0, mass1, threshold)
+    a, b, moved = _transported(cost, mass0, mass1, threshold, scale)
     agreement = _agreement(x0, x1, a, b, moved, rng.spawn(1)[0], AGREEMENT_CLUSTERINGS)
     return _compartment_factors(x0, x1, a, b, moved, rng), agreement
 
@@ -332,13 +341,14 @@ def _agreement(x0, x1, a, b, moved, rng: np.random.Generator, clusterings: int) 
     return float(np.mean(values))
 
 
-def _transported(cost: np.ndarray, mass0: float, mass1: float, threshold: float):
+def _transported(cost: np.ndarray, mass0: float, mass1: float, threshold: float, scale: float | None = None):
     """Uniform masses of the two snapshots and the transported part of their unbalanced plan at
-    ``threshold`` (x the balanced plan's median squared displacement)."""
+    ``threshold`` x ``scale`` (default: the balanced plan's median squared displacement, solved here)."""
     n0, n1 = cost.shape
     a = np.full(n0, mass0 / n0)
     b = np.full(n1, mass1 / n1)
-    scale = median_sq_displacement(_emd(a / mass0, b / mass1, cost), cost)
+    if scale is None:
+        scale = median_sq_displacement(_emd(a / mass0, b / mass1, cost), cost)
     return a, b, tv_unbalanced(a, b, cost, threshold * scale)[:n0, :n1]
 
 

@@ -146,7 +146,7 @@ def weighted_plans(xs: list[np.ndarray], times: np.ndarray, masses: np.ndarray, 
         s0, s1 = _subsample(len(xs[k]), g), _subsample(len(xs[k + 1]), g)
         a, b = np.asarray(xs[k][s0], np.float64), np.asarray(xs[k + 1][s1], np.float64)
         factors, agreement = placed_growth(a, b, masses[k], masses[k + 1], ot.dist(a, b), evidence[k].threshold,
-                                           rng=g)
+                                           rng=g, scale=evidence[k].scale)
         return plan(k, _extend(xs[k], s0, factors), stream=g), agreement
 
     bar = tqdm(total=n_gaps, disable=not progress, desc="couplings (weighted)", leave=False)

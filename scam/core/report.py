@@ -119,6 +119,7 @@ class FitReport:
                 **{name: np.array([getattr(g, name) for g in gaps], float) for name in ("destroyed", "null", "excess")},
                 "threshold": np.array([np.nan if g.threshold is None else g.threshold for g in gaps], float),
                 "agreement": np.array([np.nan if g.agreement is None else g.agreement for g in gaps], float),
+                "scale": np.array([np.nan if g.scale is None else g.scale for g in gaps], float),
             }
         if self.matching_noise is not None:
             out["matching_noise"] = np.asarray(self.matching_noise, float)

@@ -220,7 +220,8 @@ def action_matching(
         at each threshold of ``grid``; ``excess``; the calibrated ``threshold``, NaN without evidence;
         ``agreement``, where growth was placed, the mean correlation of the growth maps of independent
         clusterings into states, NaN elsewhere: near 1 for separate lineages, low where the map is the
-        clustering's (docs page "Growth and death")),
+        clustering's (docs page "Growth and death"); ``scale``, the unit of the thresholds: the
+        balanced plan's median squared displacement, internal units),
         and with exact couplings ``'matching_noise'`` (per gap: the share of the paired cells' mean
         squared displacement that is matching error of the plan, corrected for in the path: near 0 in
         a few dimensions, near 1 where the plans pair cells almost at random; NaN for gaps whose pairs
