@@ -45,6 +45,7 @@ CONFIGS = {
     "straight": {"config": {"path": "straight"}},  # straight lines everywhere (the default until 2026-12-02)
     "graph": {"config": {"path": "graph"}},  # routes through the neighbour graph of days 2 and 6
     "asynchronous": {"config": {"path": "asynchronous"}},  # two days: the middle spread of the grid
+    "batch512": {"config": {"batch_size": 512, "n_steps": 1000, "warmup": 100}},  # half the steps, twice the samples
 }
 
 
