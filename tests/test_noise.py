@@ -7,6 +7,7 @@ import torch
 
 from scam.core.noise import (
     MomentCorrection,
+    denoised_mean_shifts,
     gaussian_map,
     matching_noise,
     snapshot_moments,
@@ -135,3 +136,27 @@ def test_exact_pairs_in_two_dims_are_left_almost_untouched():
     xr, _, _, _ = raw.sample_path(u, np.random.default_rng(3))
     shift = np.linalg.norm(x.numpy() - xr.numpy(), axis=1).mean()
     assert shift < 0.05 * np.linalg.norm(x1 - x0, axis=1).mean()
+
+
+def test_mean_shifts_lose_the_sampling_drift_of_stationary_dimensions():
+    """A blob turning in two dimensions beside eight stationary ones (1,000 cells, five snapshots): the
+    snapshots' means drift in the stationary dimensions by sampling alone; the denoised shifts keep the
+    turning (within 0.2% of the means' own differences there) and at most 0.7x of that drift (measured
+    0.40-0.66x over seeds 0-4: what lies in the turning's own pattern over time cannot be told apart). In two
+    dimensions, where the motion is far above the noise in every direction, they are the means' own
+    differences."""
+    from scam.datasets._synthetic import rotating_blob
+
+    for seed in range(3):
+        xs = rotating_blob(1000, dim=10, rng=seed).xs
+        raw = np.diff(np.stack([x.mean(axis=0) for x in xs]), axis=0)
+        shifts, kept = denoised_mean_shifts(xs)
+        shifts = np.stack(shifts)
+        assert kept == 2 and shifts.shape == raw.shape  # the turning's plane
+        assert np.linalg.norm(shifts[:, :2] - raw[:, :2]) < 2e-3 * np.linalg.norm(raw[:, :2])
+        assert np.linalg.norm(shifts[:, 2:]) < 0.7 * np.linalg.norm(raw[:, 2:]), seed
+        flat = rotating_blob(1000, dim=2, rng=seed).xs
+        shifts, kept = denoised_mean_shifts(flat)
+        assert kept == 2
+        np.testing.assert_allclose(np.stack(shifts), np.diff(np.stack([x.mean(axis=0) for x in flat]), axis=0),
+                                   atol=1e-12)

@@ -173,6 +173,52 @@ def wiener_factor(residual_cov: np.ndarray, noise: np.ndarray, n_pairs: int) -> 
     return (u * keep) @ u.T
 
 
+def denoised_mean_shifts(xs, moments=None) -> list[np.ndarray]:
+    """The change of the population's mean over every gap, without the part the snapshots' sampling makes.
+
+    A snapshot's mean misses its population's by sampling noise of covariance ``C / n`` (``C`` the cells'
+    covariance); by continuity a path through the snapshots moves its mean by their differences, noise and
+    all (in stationary directions the velocity then has a floor: ``benchmarks/ground_truth.py``, row
+    ``rotation_10d``). The means of all snapshots, whitened by the pooled covariance and scaled by
+    ``sqrt(n_k)`` so that their noise is isotropic with unit variance, form a ``(K + 1, d)`` matrix after
+    centring; its singular directions above the noise's edge (``sqrt(K) + sqrt(d)``, the largest singular
+    value of a ``K x d`` matrix of unit noise) carry the mean's motion, the others only noise. The means
+    are projected onto the kept directions. Motion well above the noise in every direction (few
+    dimensions, many cells) keeps every direction: the shifts are the snapshots' own.
+
+    Parameters
+    ----------
+    xs
+        Snapshots (internal units), sorted by time.
+    moments
+        Mean, covariance and size of every whole snapshot when ``xs`` are subsamples of them.
+
+    Returns
+    -------
+    shifts
+        One ``(d,)`` shift per gap.
+    directions
+        How many directions were kept (``d``: every shift is the snapshots' own).
+    """
+    if moments is None:
+        moments = [(x.mean(axis=0), np.atleast_2d(np.cov(np.asarray(x, np.float64).T)), len(x)) for x in xs]
+    means = np.stack([np.asarray(m, np.float64) for m, _, _ in moments])
+    sizes = np.array([n for _, _, n in moments], np.float64)
+    n_gaps, d = len(means) - 1, means.shape[1]
+    pooled = sum(n * np.asarray(c, np.float64) for (_, c, n) in moments) / sizes.sum()
+    pooled = pooled + 1e-12 * max(np.trace(pooled) / d, 1e-300) * np.eye(d)
+    w, v = np.linalg.eigh(pooled)
+    w = np.maximum(w, 1e-300)
+    half, half_inv = (v * np.sqrt(w)) @ v.T, (v / np.sqrt(w)) @ v.T
+    z = means @ half_inv
+    centre = sizes @ z / sizes.sum()
+    y = np.sqrt(sizes)[:, None] * (z - centre)
+    _, sv, vt = np.linalg.svd(y, full_matrices=False)
+    kept = vt[sv > np.sqrt(n_gaps) + np.sqrt(d)]
+    z_kept = centre + (z - centre) @ kept.T @ kept
+    return list(np.diff(z_kept @ half, axis=0)), int(len(kept))
+
+
 @dataclass
 class MomentCorrection:
     """The corrected path of one gap (see the module docstring).
@@ -190,6 +236,9 @@ class MomentCorrection:
     noise_share
         ``tr E / E|x_1 - x_0|^2``: the share of the pairs' mean squared displacement that is matching
         error (0: exact pairs; near 1: the plan is close to random pairing).
+    mean_directions
+        Directions in which the snapshots' means move beyond their sampling noise, when ``m1 - m0`` is the
+        denoised shift (:func:`denoised_mean_shifts`); None when it is the plan's own.
     """
 
     m0: np.ndarray
@@ -198,10 +247,11 @@ class MomentCorrection:
     wiener: np.ndarray
     maps: np.ndarray
     noise_share: float
+    mean_directions: int | None = None
 
     @classmethod
     def from_plan(cls, x0: np.ndarray, x1: np.ndarray, src: np.ndarray, tgt: np.ndarray, p: np.ndarray,
-                  noise: np.ndarray, moments=None) -> MomentCorrection:
+                  noise: np.ndarray, moments=None, shift: np.ndarray | None = None) -> MomentCorrection:
         """Correction of the plan with pairs ``(src, tgt)`` of probabilities ``p`` and matching-error
         covariance ``noise``; ``moments``: ``((mean0, cov0, n0), (mean1, cov1, n1))`` of the whole
         snapshots (more precise than the plan's cells when they are a subsample; balanced plans
@@ -228,6 +278,8 @@ class MomentCorrection:
             gauss = denoised_gaussian_map(c0, c1, n0, n1)
         resid = b - a @ gauss.T  # departure of each pair from the Gaussian map
         wiener = wiener_factor(cov(resid, resid), noise, len(src))
+        if shift is not None:  # the mean's motion without its sampling noise (denoised_mean_shifts)
+            m1 = m0 + np.asarray(shift, np.float64)
         y = a @ gauss.T + resid @ wiener.T  # kept target, centred
         s00, s11, s01 = cov(a, a), cov(y, y), cov(a, y)
         left = wiener @ noise @ wiener.T  # matching error that the kept targets still carry
@@ -326,12 +378,18 @@ def plan_corrections(xs, plans, max_plan_size: int, rng: np.random.Generator, pr
     found = per_gap(progress_bar(noise_of, len(needed), progress, "matching noise"), len(needed))
     noises = dict(zip(needed, found))
     out: list[MomentCorrection | None] = [None] * n_gaps
+    # the means' motion without the drift their sampling makes (balanced plans: the plan's means are
+    # the snapshots')
+    shifts, directions = denoised_mean_shifts(xs, moments)
+    logger.info("scam: the snapshots' means move in %d of %d directions beyond their sampling noise",
+                directions, xs[0].shape[1])
     for k in moving:
         plan = plans[k]
         out[k] = MomentCorrection.from_plan(
             xs[k], xs[k + 1], plan.src, plan.tgt, np.diff(plan.cdf, prepend=0.0), 0.5 * (noises[k] + noises[k + 1]),
-            moments=(moments[k], moments[k + 1]) if moments else None,
+            moments=(moments[k], moments[k + 1]) if moments else None, shift=shifts[k],
         )
+        out[k].mean_directions = directions
         logger.info("scam: gap %d: matching error is %.0f%% of the pairs' squared displacement (corrected)",
                     k, 100 * out[k].noise_share)
     return out

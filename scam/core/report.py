@@ -38,6 +38,10 @@ class FitReport:
     matching_noise
         Per gap the share of the paired cells' squared displacement that is matching error (NaN for gaps
         left uncorrected); None when no gap is corrected.
+    mean_directions
+        Directions in which the snapshots' means move beyond their sampling noise; the corrected gaps move
+        the path's mean along those only (:func:`~scam.core.noise.denoised_mean_shifts`). None when no gap
+        is corrected.
     seconds
         Wall time per phase (``plans``, ``training``).
     steps
@@ -54,6 +58,7 @@ class FitReport:
     growth_evidence: list[GapGrowth] | None = None
     plan_cells: list[int] = field(default_factory=list)
     matching_noise: list[float] | None = None
+    mean_directions: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     steps: int = 0
     lr: float | None = None
@@ -68,6 +73,7 @@ class FitReport:
             "growth_evidence": None if self.growth_evidence is None else [g.to_dict() for g in self.growth_evidence],
             "plan_cells": [int(n) for n in self.plan_cells],
             "matching_noise": None if self.matching_noise is None else [float(m) for m in self.matching_noise],
+            "mean_directions": None if self.mean_directions is None else int(self.mean_directions),
             "seconds": {k: float(v) for k, v in self.seconds.items()},
             "steps": int(self.steps),
             "lr": None if self.lr is None else float(self.lr),
@@ -90,6 +96,7 @@ class FitReport:
             growth=info.get("growth", ""),
             growth_evidence=None if evidence is None else [GapGrowth(**g) for g in evidence],
             plan_cells=list(info.get("plan_cells", [])), matching_noise=info.get("matching_noise"),
+            mean_directions=info.get("mean_directions"),
             seconds=dict(info.get("seconds", {})), steps=int(info.get("steps", 0)), lr=info.get("lr"),
         )
 
@@ -123,4 +130,6 @@ class FitReport:
             }
         if self.matching_noise is not None:
             out["matching_noise"] = np.asarray(self.matching_noise, float)
+        if self.mean_directions is not None:
+            out["params"]["mean_directions"] = int(self.mean_directions)
         return out

@@ -210,6 +210,7 @@ def _fit(xs, times, *, masses, log_growth, network, config, rng, device, progres
         plan_cells=[int(len(x)) for x in path.xs],
         matching_noise=None if path.corrections is None else [
             float("nan") if c is None else float(c.noise_share) for c in path.corrections],
+        mean_directions=next((c.mean_directions for c in path.corrections or [] if c is not None), None),
         seconds={"plans": plan_seconds, "training": train_seconds}, steps=n_done, lr=config.optim.lr,
     )
     return ActionModel(

@@ -203,8 +203,11 @@ def action_matching(
         ``'potential'``, ``'none'`` (balanced), ``'none (no evidence)'`` (no gap shows growth beyond pure
         transport: every rate is 0) or ``'none (evidence not placed)'`` (a gap shows growth but every
         cell falls in one compartment, e.g. a time point of a few dozen cells: every rate is 0, with a
-        warning), and ``lr``, the learning rate used (``config={'lr': None}``, the default, resolved by
-        the growth model: :class:`~scam.core.OptimConfig`)), ``'times'`` (fitted time points),
+        warning), ``lr``, the learning rate used (``config={'lr': None}``, the default, resolved by
+        the growth model: :class:`~scam.core.OptimConfig`), and where gaps are corrected for matching
+        noise ``mean_directions``, the directions in which the snapshots' means move beyond their
+        sampling noise: the corrected gaps move the mean along those only,
+        :func:`scam.core.noise.denoised_mean_shifts`), ``'times'`` (fitted time points),
         ``'scaling'`` (``shift``, ``scale``, ``t_min``, ``t_max``), ``'history'`` (``step``, ``loss``,
         ``val_loss``), ``'path_choice'`` (the evidence for the path: ``held_out``, the inner time
         points held out, ``candidates``, the paths compared, ``ratio``, their held-out W1 relative to
