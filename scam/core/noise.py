@@ -173,7 +173,7 @@ def wiener_factor(residual_cov: np.ndarray, noise: np.ndarray, n_pairs: int) -> 
     return (u * keep) @ u.T
 
 
-def denoised_mean_shifts(xs, moments=None) -> list[np.ndarray]:
+def denoised_mean_shifts(xs, moments=None) -> tuple[list[np.ndarray], int]:
     """The change of the population's mean over every gap, without the part the snapshots' sampling makes.
 
     A snapshot's mean misses its population's by sampling noise of covariance ``C / n`` (``C`` the cells'
@@ -198,7 +198,8 @@ def denoised_mean_shifts(xs, moments=None) -> list[np.ndarray]:
     shifts
         One ``(d,)`` shift per gap.
     directions
-        How many directions were kept (``d``: every shift is the snapshots' own).
+        How many directions were kept (at most ``min(K, d)``; all of them: every shift is the snapshots'
+        own).
     """
     if moments is None:
         moments = [(x.mean(axis=0), np.atleast_2d(np.cov(np.asarray(x, np.float64).T)), len(x)) for x in xs]
@@ -381,8 +382,8 @@ def plan_corrections(xs, plans, max_plan_size: int, rng: np.random.Generator, pr
     # the means' motion without the drift their sampling makes (balanced plans: the plan's means are
     # the snapshots')
     shifts, directions = denoised_mean_shifts(xs, moments)
-    logger.info("scam: the snapshots' means move in %d of %d directions beyond their sampling noise",
-                directions, xs[0].shape[1])
+    logger.info("scam: the snapshots' means move in %d of at most %d directions beyond their sampling noise",
+                directions, min(len(xs) - 1, xs[0].shape[1]))
     for k in moving:
         plan = plans[k]
         out[k] = MomentCorrection.from_plan(
