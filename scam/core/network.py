@@ -99,10 +99,10 @@ class PotentialNet(nn.Module):
         """``s(t, x)`` and ``grad_x s`` by the chain rule written out, differentiable in the weights.
 
         The same values as ``torch.autograd.grad(s.sum(), x, create_graph=True)`` (to float rounding), in
-        fewer operations: each layer keeps its activation's derivative from the forward pass, so the
-        training step differentiates one explicit graph instead of autograd's graph of a graph (about
-        12% less time a step with the default network, ``benchmarks/README.md``). GELU, whose
-        derivative has no short form here, takes the autograd route.
+        fewer operations: each layer keeps its activation's derivative from the forward pass, so autograd
+        differentiates one explicit graph instead of its graph of a graph. (The training step goes
+        further where it can: :mod:`scam.core.backprop` writes the weight gradients out as well.) GELU,
+        whose derivative has no short form here, takes the autograd route.
         """
         if self.config.activation == "gelu":
             graph = torch.is_grad_enabled()  # differentiable in the weights only when asked
@@ -111,28 +111,50 @@ class PotentialNet(nn.Module):
                 s = self(t, x)
                 (gx,) = torch.autograd.grad(s.sum(), x, create_graph=graph)
             return (s, gx) if graph else (s.detach(), gx)
-        linears = [m for m in self.mlp if isinstance(m, nn.Linear)]
-        z = torch.cat([self.time_features(t), x], dim=1)
-        slopes = []
-        for layer in linears[:-1]:
-            h = torch.addmm(layer.bias, z, layer.weight.t())
-            z, slope = _activation_and_slope(self.config.activation, h)
-            slopes.append(slope)
-        s = torch.addmm(linears[-1].bias, z, linears[-1].weight.t()).squeeze(-1)
+        linears = self.linears()
+        inputs, slopes, _ = self.hidden_pass(t, x)
+        s = torch.addmm(linears[-1].bias, inputs[-1], linears[-1].weight.t()).squeeze(-1)
         g = linears[-1].weight  # (1, hidden): ds/dz of the last hidden layer, the same for every sample
         for k in reversed(range(len(slopes))):
             weight = linears[k].weight if k else linears[0].weight[:, -x.shape[1]:]
             g = (slopes[k] * g) @ weight
         return s, g
 
+    def linears(self) -> list[nn.Linear]:
+        """The linear layers, first to last (the output layer last)."""
+        return [m for m in self.mlp if isinstance(m, nn.Linear)]
 
-def _activation_and_slope(name: str, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """An activation's value and derivative at ``h``, from shared intermediate results."""
+    def hidden_pass(self, t: torch.Tensor, x: torch.Tensor, *, curvature: bool = False):
+        """The forward pass through the hidden layers, keeping what the chain rule needs.
+
+        Returns ``(inputs, slopes, curvatures)``: the input of every linear layer (the features
+        ``[time_features(t), x]`` first, the last hidden activation last), and at every hidden
+        pre-activation ``h`` the activation's first derivative and, when ``curvature`` is true, its
+        second (else ``None``). Not for GELU (no short form of its derivatives here).
+        """
+        z = torch.cat([self.time_features(t), x], dim=1)
+        inputs, slopes, curvatures = [z], [], []
+        for layer in self.linears()[:-1]:
+            h = torch.addmm(layer.bias, z, layer.weight.t())
+            z, slope, curv = _activation_derivatives(self.config.activation, h, curvature)
+            inputs.append(z)
+            slopes.append(slope)
+            curvatures.append(curv)
+        return inputs, slopes, curvatures
+
+
+def _activation_derivatives(name: str, h: torch.Tensor, curvature: bool = False):
+    """An activation's value, first derivative and (``curvature``: else ``None``) second derivative at
+    ``h``, from shared intermediate results."""
     if name == "silu":  # a = h sig(h); a' = sig + h sig (1 - sig) = sig + a - a sig
         sig = torch.sigmoid(h)
         a = h * sig
-        return a, torch.addcmul(sig + a, a, sig, value=-1)
-    if name == "softplus":
-        return nn.functional.softplus(h), torch.sigmoid(h)
-    a = torch.tanh(h)  # tanh
-    return a, 1 - a * a
+        slope = torch.addcmul(sig + a, a, sig, value=-1)
+        # a'' = sig (1 - sig) (2 + h (1 - 2 sig)) = (sig - sig^2) (2 + h - 2 a)
+        return a, slope, (sig - sig * sig) * (2 + h - 2 * a) if curvature else None
+    if name == "softplus":  # a' = sig, a'' = sig (1 - sig)
+        sig = torch.sigmoid(h)
+        return nn.functional.softplus(h), sig, sig - sig * sig if curvature else None
+    a = torch.tanh(h)  # tanh: a' = 1 - a^2, a'' = -2 a a'
+    slope = 1 - a * a
+    return a, slope, -2 * a * slope if curvature else None

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from .._utils import caller_stacklevel, logger, make_rng
-from . import distributed
+from . import backprop, distributed
 from ._utils import cpu_threads, resolve_device, torch_generator, torch_threads
 from .config import OptimConfig, TrainConfig
 from .growth_plans import gap_evidence
@@ -364,6 +364,7 @@ def _train(net: torch.nn.ModuleDict, path: SnapshotPath, objective_cfg: Objectiv
         batch_rng = np.random.default_rng([int(rng.integers(0, 2**62)), rank])
         tgen = torch_generator(batch_rng)
         progress = progress and rank == 0
+    written_out = world == 1 and backprop.supports(net, objective_cfg)
     ema = copy.deepcopy(net)
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -380,7 +381,8 @@ def _train(net: torch.nn.ModuleDict, path: SnapshotPath, objective_cfg: Objectiv
 
     def evaluate() -> float:  # the same batch and weights on every rank: the same decisions
         val_gen.set_state(val_state)
-        loss, _ = ema_objective(val_batch, val_gen)
+        with torch.set_grad_enabled(not written_out):  # written out: the loss needs no graph either
+            loss, _ = ema_objective(val_batch, val_gen)
         return float(loss.detach())
 
     hist_step, hist_loss, hist_val = [], [], []
@@ -393,14 +395,18 @@ def _train(net: torch.nn.ModuleDict, path: SnapshotPath, objective_cfg: Objectiv
         if not batches:  # the next steps' batches, drawn together
             batches = path.sample_batches(batch_size, min(block, opt_cfg.n_steps - step), batch_rng)[::-1]
         batch = batches.pop()
-        loss, _ = objective(batch, tgen)
+        if written_out:  # the gradients set by one pass forward and one back (no autograd graph)
+            loss = backprop.loss_and_gradients(net, batch, objective_cfg)
+        else:
+            loss, _ = objective(batch, tgen)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"The loss became {float(loss)} at step {step}; lower the learning rate "
                 "or the growth weight."
             )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if not written_out:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
         if opt_cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, opt_cfg.grad_clip, foreach=True)
         opt.step()
