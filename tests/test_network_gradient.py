@@ -116,6 +116,8 @@ def test_written_out_gradients_cover_only_what_they_can():
     assert not backprop.supports(nets, ObjectiveConfig(sigma=0.3))
     gelu = torch.nn.ModuleDict({"potential": PotentialNet(PotentialConfig(dim=2, activation="gelu"))})
     assert not backprop.supports(gelu, ObjectiveConfig())
+    with pytest.raises(ValueError, match="gelu"):
+        gelu["potential"].hidden_pass(torch.rand(4), torch.randn(4, 2), curvature=True)
     plain = torch.nn.ModuleDict({"potential": _Plain(PotentialNet(PotentialConfig(dim=2)))})
     assert not backprop.supports(plain, ObjectiveConfig())
 

@@ -6,8 +6,8 @@ quantity: autograd reaches it by differentiating the graph of the input gradient
 :class:`~scam.core.network.PotentialNet`'s multilayer perceptron both passes have a short closed form,
 written out here (reverse mode through the gradient's chain ``g = (a'_1 * (a'_2 * (... w_out) W_2)) W_1``,
 then through the forward pass with the activations' second derivatives). Same gradients as autograd's to
-float rounding (``tests/test_backprop.py``), in fewer operations: a training step on 2 cores takes
-about 0.85x the time (``benchmarks/README.md``).
+float rounding (``tests/test_network_gradient.py``), in fewer operations (the step's time:
+``benchmarks/README.md``, "Speed").
 
 Used by the training loop for every fit it covers (:func:`supports`: the pathwise estimator, SiLU,
 softplus or tanh, one process); anything else (the boundary estimator, GELU, DistributedDataParallel,
@@ -67,9 +67,10 @@ def _potential(net: PotentialNet, batch: PathBatch, growth_weight: float, *, sep
     linears = net.linears()
     inputs, slopes, curvatures = net.hidden_pass(batch.t, x, curvature=True)
     depth = len(slopes)
-    # the input gradient's chain: chain[k] is ds/d(input of layer k + 1), from the output down
+    # the input gradient's chain, from the output down: chain[k] = ds/d inputs[k] (the input of linear
+    # layer k; chain[0] = grad_x s, the first layer's x columns only), scaled[k] = a'(h_k) * chain[k + 1]
     chain = [None] * (depth + 1)
-    scaled = [None] * (depth + 1)
+    scaled = [None] * depth
     chain[depth] = linears[-1].weight
     for k in reversed(range(depth)):
         scaled[k] = slopes[k] * chain[k + 1]

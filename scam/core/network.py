@@ -132,6 +132,8 @@ class PotentialNet(nn.Module):
         pre-activation ``h`` the activation's first derivative and, when ``curvature`` is true, its
         second (else ``None``). Not for GELU (no short form of its derivatives here).
         """
+        if self.config.activation not in ("silu", "softplus", "tanh"):
+            raise ValueError(f"hidden_pass has no written-out derivatives of {self.config.activation!r}.")
         z = torch.cat([self.time_features(t), x], dim=1)
         inputs, slopes, curvatures = [z], [], []
         for layer in self.linears()[:-1]:
