@@ -20,15 +20,13 @@ import torch
 from torch import nn
 
 from .losses import ObjectiveConfig, PathBatch
-from .network import PotentialNet
-
-_WRITTEN_OUT = ("silu", "softplus", "tanh")
+from .network import WRITTEN_OUT, PotentialNet
 
 
 def supports(nets: nn.ModuleDict, objective: ObjectiveConfig) -> bool:
     """Whether :func:`loss_and_gradients` covers these networks and this objective."""
     return (objective.resolved_estimator() == "pathwise" and objective.sigma == 0
-            and all(type(net) is PotentialNet and net.config.activation in _WRITTEN_OUT for net in nets.values()))
+            and all(type(net) is PotentialNet and net.config.activation in WRITTEN_OUT for net in nets.values()))
 
 
 def loss_and_gradients(nets: nn.ModuleDict, batch: PathBatch, objective: ObjectiveConfig) -> torch.Tensor:

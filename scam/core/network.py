@@ -11,6 +11,7 @@ from torch import nn
 from .._utils import check_types
 
 _ACTIVATIONS = {"silu": nn.SiLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "gelu": nn.GELU}
+WRITTEN_OUT = ("silu", "softplus", "tanh")  # activations whose derivatives are written out (not GELU)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class PotentialNet(nn.Module):
         further where it can: :mod:`scam.core.backprop` writes the weight gradients out as well.) GELU,
         whose derivative has no short form here, takes the autograd route.
         """
-        if self.config.activation == "gelu":
+        if self.config.activation not in WRITTEN_OUT:
             graph = torch.is_grad_enabled()  # differentiable in the weights only when asked
             with torch.enable_grad():
                 x = x.detach().requires_grad_(True)
@@ -132,7 +133,7 @@ class PotentialNet(nn.Module):
         pre-activation ``h`` the activation's first derivative and, when ``curvature`` is true, its
         second (else ``None``). Not for GELU (no short form of its derivatives here).
         """
-        if self.config.activation not in ("silu", "softplus", "tanh"):
+        if self.config.activation not in WRITTEN_OUT:
             raise ValueError(f"hidden_pass has no written-out derivatives of {self.config.activation!r}.")
         z = torch.cat([self.time_features(t), x], dim=1)
         inputs, slopes, curvatures = [z], [], []
