@@ -265,3 +265,26 @@ def test_deterministic_branching_fates():
     truth = adata.obs.loc[table.index, "branch"].astype(str).to_numpy() == "proliferating"
     assert roc_auc_score(truth, table["proliferating"]) >= 0.95
     assert isinstance(table, pd.DataFrame)
+
+
+def test_push_residual_averages_independent_subsample_plans(monkeypatch):
+    """The residual covariance (the fates' kernel width) from more cells than one plan takes: the mean over
+    independent subsample plans, whose spread over draws is smaller than one plan's; with few enough
+    cells, one plan on every cell (no draw at all)."""
+    monkeypatch.setattr(F, "MAX_OT_CELLS", 150)
+    gen = np.random.default_rng(0)
+    pushed = gen.normal(size=(900, 2))
+    observed = gen.normal(size=(900, 2)) + gen.normal(scale=0.3, size=(900, 2))
+    weights = np.ones(len(pushed))
+
+    def spread(draws):
+        monkeypatch.setattr(F, "RESIDUAL_DRAWS", draws)
+        traces = [np.trace(F.push_residual(pushed, weights, observed, rng=np.random.default_rng(s))) for s in range(12)]
+        return np.std(traces), np.mean(traces)
+
+    (sd1, m1), (sd4, m4) = spread(1), spread(4)
+    assert sd4 < 0.7 * sd1  # four independent plans: about half the spread
+    assert abs(m4 - m1) < 3 * sd1  # the same quantity
+    small = pushed[:150], weights[:150], observed[:150]
+    a = F.push_residual(*small, rng=np.random.default_rng(1))
+    np.testing.assert_allclose(a, F.push_residual(*small, rng=np.random.default_rng(2)), rtol=1e-12)

@@ -44,6 +44,7 @@ import scipy.sparse as sp
 from sklearn.neighbors import NearestNeighbors
 
 MAX_OT_CELLS = 1500  # cells per side of the exact-OT plan that measures the push residual
+RESIDUAL_DRAWS = 4  # independent subsample plans averaged into the residual when a side has more cells
 MAX_CLASSIFIER_CELLS = 3000  # cells per snapshot for the log-density ratio
 KERNEL_RADIUS = 3.0  # the kernel keeps neighbours up to this many standard deviations (Mahalanobis)
 MIN_NEIGHBORS, MAX_NEIGHBORS = 32, 512
@@ -58,6 +59,10 @@ def _subsample(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
 def push_residual(pushed: np.ndarray, weights: np.ndarray, observed: np.ndarray, *,
                   rng: np.random.Generator) -> np.ndarray:
     """Covariance of the residual between pushed cells and their exact-OT partners among observed cells.
+
+    Where a side has more than ``MAX_OT_CELLS`` cells, the plan is solved on subsamples, and the covariance
+    is the mean over ``RESIDUAL_DRAWS`` independent subsamples: it sets the width of the fates' kernel,
+    and one subsample plan's estimate varies between draws enough to move the fates (``docs/fates.md``).
 
     Parameters
     ----------
@@ -75,6 +80,12 @@ def push_residual(pushed: np.ndarray, weights: np.ndarray, observed: np.ndarray,
     ``(d, d)`` covariance (plan-weighted, about the mean residual: a shift of the whole population is
     the model's bias, not a spread of descendants).
     """
+    draws = RESIDUAL_DRAWS if max(len(pushed), len(observed)) > MAX_OT_CELLS else 1
+    return np.mean([_plan_residual(pushed, weights, observed, rng) for _ in range(draws)], axis=0)
+
+
+def _plan_residual(pushed, weights, observed, rng) -> np.ndarray:
+    """:func:`push_residual` from one exact-OT plan between subsamples of at most ``MAX_OT_CELLS`` a side."""
     i = _subsample(len(pushed), MAX_OT_CELLS, rng)
     j = _subsample(len(observed), MAX_OT_CELLS, rng)
     a, b = np.asarray(pushed[i], np.float64), np.asarray(observed[j], np.float64)
