@@ -202,7 +202,7 @@ def denoised_mean_shifts(xs, moments=None) -> tuple[list[np.ndarray], int]:
         own).
     """
     if moments is None:
-        moments = [(x.mean(axis=0), np.atleast_2d(np.cov(np.asarray(x, np.float64).T)), len(x)) for x in xs]
+        moments = [snapshot_moments(x) for x in xs]
     means = np.stack([np.asarray(m, np.float64) for m, _, _ in moments])
     sizes = np.array([n for _, _, n in moments], np.float64)
     n_gaps, d = len(means) - 1, means.shape[1]
