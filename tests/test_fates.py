@@ -288,3 +288,49 @@ def test_push_residual_averages_independent_subsample_plans(monkeypatch):
     small = pushed[:150], weights[:150], observed[:150]
     a = F.push_residual(*small, rng=np.random.default_rng(1))
     np.testing.assert_allclose(a, F.push_residual(*small, rng=np.random.default_rng(2)), rtol=1e-12)
+
+
+def _student_samples(gen, n, scale, nu):
+    """``n`` draws of a centred multivariate t (scale matrix ``scale``, ``nu`` degrees of freedom; Gaussian
+    for ``nu = inf``): a Gaussian divided by the square root of an independent chi2 / nu."""
+    z = gen.multivariate_normal(np.zeros(len(scale)), scale, size=n)
+    return z if not np.isfinite(nu) else z / np.sqrt(gen.chisquare(nu, size=n) / nu)[:, None]
+
+
+@pytest.mark.parametrize("nu", [3.0, 5.0, 13.0, np.inf])
+def test_student_fit_recovers_the_tails_and_scale_of_the_residuals(nu):
+    """The kernel's t by maximum likelihood: the degrees of freedom within one step of the grid, the scale
+    matrix within 6%; Gaussian residuals get a Gaussian (or a t so light it is one: nu >= 34) whose
+    scale is their covariance."""
+    gen = np.random.default_rng(3)
+    scale = np.array([[1.0, 0.4], [0.4, 0.5]])
+    r = _student_samples(gen, 20_000, scale, nu)
+    p = gen.uniform(0.5, 1.5, size=len(r))  # plan masses: any positive weights
+    got_scale, got_nu = F.student_fit(r, p)
+    grid = list(F.DOF_GRID)
+    if np.isfinite(nu):
+        assert abs(grid.index(got_nu) - grid.index(nu)) <= 1
+        np.testing.assert_allclose(got_scale, scale, atol=0.06 * scale.max())
+    else:
+        assert got_nu >= 34.0
+        np.testing.assert_allclose(got_scale, (r * (p / p.sum())[:, None]).T @ r, rtol=0.1)
+
+
+def test_student_fit_of_no_residual_is_a_gaussian_of_zero_width():
+    scale, nu = F.student_fit(np.zeros((50, 2)), np.ones(50))
+    assert nu == np.inf
+    np.testing.assert_array_equal(scale, 0.0)
+
+
+def test_flow_kernel_follows_the_fitted_tails():
+    """The flow chain's kernel is the fitted t: at m standard scales from the pushed point its log value is
+    -(nu + d) / 2 log(1 + m^2 / nu) (Gaussian: -m^2 / 2), so far cells keep more weight under heavy tails."""
+    images = np.zeros((1, 2))
+    cells = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 6.0]])
+    step = {"images": images, "cov": np.eye(2), "dof": 3.0}
+    logk, nbr = F._kernel_log(step, cells)
+    dist = np.linalg.norm(cells[nbr[0]], axis=1)
+    np.testing.assert_allclose(logk[0], -2.5 * np.log1p(dist**2 / 3.0), rtol=1e-12)
+    gauss, _ = F._kernel_log({**step, "dof": np.inf}, cells)
+    np.testing.assert_allclose(gauss[0], -0.5 * dist**2, rtol=1e-12)
+    assert logk[0, -1] - logk[0, 0] > gauss[0, -1] - gauss[0, 0]  # the far cell relatively heavier

@@ -151,7 +151,8 @@ class DescendantChain(FateEstimator):
             probs = _fates.flow_absorption(steps, self.xs[k0:k1 + 1], onehot)
             mass = np.exp(steps[0]["log_mass"] - steps[0]["log_mass"].max())
             record = {**self.record, "chain": "flow", "n_steps": 1,
-                      "residual_variance": [s["residual"] for s in steps], "times": self.times[k0:k1 + 1]}
+                      "residual_variance": [s["residual"] for s in steps],
+                      "residual_dof": [s["dof"] for s in steps], "times": self.times[k0:k1 + 1]}
             return probs, mass / mass.sum(), record
         chain, masses, resid = self._chain(k0, k1, rng)
         probs = _fates.absorption(chain, onehot, masses[1:])

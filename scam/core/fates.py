@@ -5,9 +5,10 @@ They are carried from observed time to observed time and land on the cells obser
 constructions:
 
 - **flow** (:func:`flow_chain`, :func:`flow_absorption`; no noise): each cell is pushed by the model's flow
-  over the gap ``t_k -> t_{k+1}``, and its descendants are the observed cells of ``t_{k+1}`` weighted by the
-  Gaussian kernel ``N(y; push(x), R_k)``, ``R_k`` the model's own error (below): the kernel's conditional
-  average over the cells that are there, one step per gap, in log space;
+  over the gap ``t_k -> t_{k+1}``, and its descendants are the observed cells of ``t_{k+1}`` weighted by a
+  kernel centred on ``push(x)`` with the distribution of the model's own error (below; a Student t fitted to
+  it, :func:`student_fit`, Gaussian where that fits best): the kernel's conditional average over the cells
+  that are there, one step per gap, in log space;
 - **bridge** (:func:`descendant_chain`, :func:`absorption`; a noise ``sigma``): the gap is cut into steps of
   length ``h`` whose populations are the model's push of the cells of ``t_k``, and consecutive steps are
   joined with the Gaussian kernel ``N(x, sigma^2 h I + R_k)`` (a Schrödinger bridge whose reference process is
@@ -41,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 import ot
 import scipy.sparse as sp
+from scipy.special import gammaln
 from sklearn.neighbors import NearestNeighbors
 
 MAX_OT_CELLS = 1500  # cells per side of the exact-OT plan that measures the push residual
@@ -50,6 +52,8 @@ KERNEL_RADIUS = 3.0  # the kernel keeps neighbours up to this many standard devi
 MIN_NEIGHBORS, MAX_NEIGHBORS = 32, 512
 N_STEPS = 4  # steps per gap between observed times of the chain of couplings
 MAX_CHAIN_CELLS = 3000  # cells per intermediate population of the chain
+DOF_GRID = (1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, np.inf)  # the residual kernel's t: candidates
+EM_ITER = 100  # at most this many EM iterations of the t's scale per candidate
 
 
 def _subsample(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
@@ -80,12 +84,27 @@ def push_residual(pushed: np.ndarray, weights: np.ndarray, observed: np.ndarray,
     ``(d, d)`` covariance (plan-weighted, about the mean residual: a shift of the whole population is
     the model's bias, not a spread of descendants).
     """
+    r, p = residual_samples(pushed, weights, observed, rng=rng)
+    return (r * p[:, None]).T @ r
+
+
+def residual_samples(pushed: np.ndarray, weights: np.ndarray, observed: np.ndarray, *,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The residuals of :func:`push_residual`'s plans: every pair of the plans, its residual and its mass.
+
+    Returns
+    -------
+    ``(n_pairs, d)`` residuals (each plan's about its own plan-weighted mean) and ``(n_pairs,)`` masses
+    (each plan's sum to ``1 / n_plans``, so all sum to 1).
+    """
     draws = RESIDUAL_DRAWS if max(len(pushed), len(observed)) > MAX_OT_CELLS else 1
-    return np.mean([_plan_residual(pushed, weights, observed, rng) for _ in range(draws)], axis=0)
+    pairs = [_plan_residual(pushed, weights, observed, rng) for _ in range(draws)]
+    return np.concatenate([r for r, _ in pairs]), np.concatenate([p for _, p in pairs]) / draws
 
 
-def _plan_residual(pushed, weights, observed, rng) -> np.ndarray:
-    """:func:`push_residual` from one exact-OT plan between subsamples of at most ``MAX_OT_CELLS`` a side."""
+def _plan_residual(pushed, weights, observed, rng) -> tuple[np.ndarray, np.ndarray]:
+    """One exact-OT plan between subsamples of at most ``MAX_OT_CELLS`` a side: its pairs' residuals (about
+    their plan-weighted mean) and masses (summing to 1)."""
     i = _subsample(len(pushed), MAX_OT_CELLS, rng)
     j = _subsample(len(observed), MAX_OT_CELLS, rng)
     a, b = np.asarray(pushed[i], np.float64), np.asarray(observed[j], np.float64)
@@ -96,8 +115,63 @@ def _plan_residual(pushed, weights, observed, rng) -> np.ndarray:
     ii, jj = np.nonzero(plan > 0)
     p = plan[ii, jj] / plan[ii, jj].sum()
     r = b[jj] - a[ii]
-    r -= p @ r
-    return (r * p[:, None]).T @ r
+    return r - p @ r, p
+
+
+def student_fit(residuals: np.ndarray, masses: np.ndarray) -> tuple[np.ndarray, float]:
+    """Maximum-likelihood centred multivariate Student t of weighted residuals: its scale matrix and degrees
+    of freedom.
+
+    For each ``nu`` of ``DOF_GRID`` (the Gaussian, ``nu = inf``, included) the scale ``S`` is fitted by the
+    EM iteration of the t as a scale mixture of Gaussians (``S = sum p_i w_i r_i r_i'`` with
+    ``w_i = (nu + d) / (nu + r_i' S^-1 r_i)``); the ``nu`` of the largest weighted log-likelihood wins (a
+    profile likelihood). Residuals of a model that misplaces some cells by much more than most (cells sent
+    down the wrong branch, mismatched pairs) have heavy tails: a Gaussian of their covariance is then too
+    wide for most cells and too narrow for those.
+
+    Parameters
+    ----------
+    residuals
+        ``(n, d)``, centred.
+    masses
+        ``(n,)`` non-negative weights (normalised here).
+
+    Returns
+    -------
+    ``(d, d)`` scale (the covariance for ``nu = inf``; ``nu / (nu - 2)`` times smaller than the covariance
+    for ``nu > 2``) and ``nu`` (``inf``: Gaussian).
+    """
+    r = np.asarray(residuals, np.float64)
+    p = np.maximum(np.asarray(masses, np.float64), 0.0)
+    p = p / p.sum()
+    d = r.shape[1]
+    cov = (r * p[:, None]).T @ r
+    if np.trace(cov) <= 0 or np.count_nonzero(p) <= d:
+        return cov, np.inf
+    best = (-np.inf, cov, np.inf)
+    for nu in DOF_GRID:
+        scale = cov
+        for _ in range(EM_ITER):
+            m = np.sum((r @ _whitener(scale).T) ** 2, axis=1)
+            if not np.isfinite(nu):
+                break
+            new = (r * (p * (nu + d) / (nu + m))[:, None]).T @ r
+            done = np.abs(new - scale).max() <= 1e-6 * np.abs(scale).max()
+            scale = new
+            if done:
+                break
+        m = np.sum((r @ _whitener(scale).T) ** 2, axis=1)
+        lam = np.linalg.eigvalsh((scale + scale.T) / 2)
+        logdet = np.sum(np.log(np.maximum(lam, 1e-6 * max(float(lam.max()), 1e-300))))  # as the whitener's floor
+        if np.isfinite(nu):
+            ll = (gammaln((nu + d) / 2) - gammaln(nu / 2) - d / 2 * np.log(nu * np.pi)
+                  - (nu + d) / 2 * np.log1p(m / nu))
+        else:
+            ll = -d / 2 * np.log(2 * np.pi) - m / 2
+        total = float(p @ ll) - logdet / 2
+        if total > best[0]:
+            best = (total, scale, float(nu))
+    return best[1], best[2]
 
 
 def log_density_ratio(xa: np.ndarray, xb: np.ndarray, at: np.ndarray, *, n_neighbors: int | None = None) -> np.ndarray:
@@ -464,12 +538,15 @@ def flow_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, *, max_cells
 
     For each gap ``t_k -> t_{k+1}`` the rows (all cells of ``xs[0]``, then the observed cells the previous
     step lands on) are pushed by the flow to ``t_{k+1}``; their descendants are the observed cells of
-    ``t_{k+1}`` weighted by the Gaussian kernel ``N(y; push(x), R_k)``, ``R_k`` the gap's
-    :func:`push_residual` (what the flow misses and the matching noise of the snapshots: the resolution at which
-    the model and the data locate a descendant). One step per gap: without noise the flow carries a cell over
-    the whole gap, and cutting it into steps through finite populations only adds the hop between neighbouring
-    cells at every step. The transition is the kernel's conditional average over the cells that are there
-    (rows normalised), not a balanced coupling: where descendants go, not how the next population is shared.
+    ``t_{k+1}`` weighted by the kernel of the gap's residuals: the pairs of :func:`push_residual`'s plans (what
+    the flow misses and the matching noise of the snapshots: the resolution at which the model and the data
+    locate a descendant), to which :func:`student_fit` fits a Student t ``t_nu(y; push(x), S_k)`` by maximum
+    likelihood, the Gaussian ``N(y; push(x), R_k)`` of their covariance ``R_k`` where that fits best (a model
+    that sends a few cells far astray has heavier tails than a Gaussian). One step per gap: without noise the
+    flow carries a cell over the whole gap, and cutting it into steps through finite populations only adds the
+    hop between neighbouring cells at every step. The transition is the kernel's conditional average over the
+    cells that are there (rows normalised), not a balanced coupling: where descendants go, not how the next
+    population is shared.
     Descendants stay on the data, as the snapshots' cells are the only places they may be.
 
     Parameters
@@ -487,8 +564,9 @@ def flow_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, *, max_cells
 
     Returns
     -------
-    One step per gap: ``images`` (the pushed rows), ``cov`` (``R_k``), ``cols`` (rows of ``xs[k+1]`` the step
-    lands on), ``log_mass`` (each row's log descendant mass over the gap) and ``residual`` (``tr R_k``).
+    One step per gap: ``images`` (the pushed rows), ``cov`` (the kernel's scale ``S_k``; ``R_k`` for a
+    Gaussian), ``dof`` (``nu``; ``inf``: Gaussian), ``cols`` (rows of ``xs[k+1]`` the step lands on),
+    ``log_mass`` (each row's log descendant mass over the gap) and ``residual`` (``tr R_k``).
     :func:`flow_absorption` takes them.
     """
     steps = []
@@ -496,21 +574,26 @@ def flow_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, *, max_cells
     for k in range(len(times) - 1):
         pos, logw = trajectory(start, [float(times[k]), float(times[k + 1])])
         end = np.asarray(xs[k + 1], np.float64)
-        r = push_residual(pos[-1], np.exp(logw[-1] - logw[-1].max()), end, rng=rng)
+        res, mass = residual_samples(pos[-1], np.exp(logw[-1] - logw[-1].max()), end, rng=rng)
+        scale, dof = student_fit(res, mass)
         last = k == len(times) - 2
         cols = np.arange(len(end)) if last or len(end) <= max_cells else _subsample(len(end), max_cells, rng)
-        steps.append({"images": pos[-1], "cov": r, "cols": cols, "log_mass": logw[-1],
-                      "residual": float(np.trace(r))})
+        steps.append({"images": pos[-1], "cov": scale, "dof": dof, "cols": cols, "log_mass": logw[-1],
+                      "residual": float(np.trace((res * mass[:, None]).T @ res))})
         start = end[cols]
     return steps
 
 
 def _kernel_log(step: dict, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The nearest ``cells`` of each pushed row of a :func:`flow_chain` step and their log kernel values,
-    ``-(y - push(x))' R^-1 (y - push(x)) / 2``."""
+    """The nearest ``cells`` of each pushed row of a :func:`flow_chain` step and their log kernel values:
+    the Student t of the step's residuals, ``-(nu + d) / 2 log(1 + m / nu)`` with
+    ``m = (y - push(x))' S^-1 (y - push(x))``, or ``-m / 2`` where ``nu`` is infinite (Gaussian)."""
     w = _whitener(step["cov"])
     dist, nbr = _neighbours(step["images"] @ w.T, cells @ w.T)
-    return -0.5 * dist**2, nbr
+    nu = step.get("dof", np.inf)
+    if not np.isfinite(nu):
+        return -0.5 * dist**2, nbr
+    return -(nu + step["images"].shape[1]) / 2 * np.log1p(dist**2 / nu), nbr
 
 
 def flow_absorption(steps: list[dict], xs: list[np.ndarray], onehot: np.ndarray) -> np.ndarray:
