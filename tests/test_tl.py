@@ -252,6 +252,36 @@ def test_fate_probabilities_follow_branches(balanced_branches):
     np.testing.assert_allclose(other.obsm["am2_fates"].to_numpy(), other.obsm["action_matching_fates"].to_numpy())
 
 
+
+def test_fate_probabilities_average_several_fits(balanced_branches):
+    """Fates over several fits (a list of keys): each fit's own fates, averaged with equal weights; each fit's
+    record kept; fits of other embeddings, repeated keys and missing fits refused before anything is written."""
+    adata = balanced_branches.copy()
+    scam.tl.action_matching(adata, "day", growth=None, rng=1, key_added="am_b", **FAST)
+    args = dict(source_time=2.0, target_time=4.0, groupby="branch")
+    one = scam.tl.fate_probabilities(adata, **args)  # snapshots below one plan's size: no subsample, no draw
+    two = scam.tl.fate_probabilities(adata, key="am_b", **args)
+    assert np.abs(one.to_numpy() - two.to_numpy()).max() > 1e-3  # the fits differ
+    both = scam.tl.fate_probabilities(adata, key=["action_matching", "am_b"], key_added="both", **args)
+    np.testing.assert_allclose(both.to_numpy(), (one.to_numpy() + two.to_numpy()) / 2, atol=1e-12)
+    params = adata.uns["both"]["params"]
+    assert list(params["keys"]) == ["action_matching", "am_b"]
+    assert set(params["members"]) == {"action_matching", "am_b"}
+    member = params["members"]["am_b"]
+    assert member["chain"] == "flow" and len(member["residual_dof"]) == 2  # days 2 -> 3 -> 4
+    np.testing.assert_allclose(adata.uns["both"]["transition"].sum(axis=1), 1.0)
+    other = adata.copy()
+    other.obsm["X_other"] = other.obsm[str(other.uns["am_b"]["params"]["use_rep"])] * 2
+    other.uns["am_b"]["params"]["use_rep"] = "X_other"
+    before = snapshot(other)
+    for key, match in ((["action_matching", "am_b"], "differ in use_rep"), (["am_b", "am_b"], "distinct"),
+                       (["action_matching", "nope"], "action_matching"), ([], "list of distinct")):
+        with pytest.raises((ValueError, KeyError), match=match):
+            scam.tl.fate_probabilities(other, key=key, key_added="refused", **args)
+    assert_untouched(other, before)
+    assert "refused" not in other.obsm and "refused" not in other.uns
+
+
 def test_couplings_shape_for_cellrank(fitted):
     cpl = scam.tl.couplings(fitted)
     assert list(cpl) == [("2.0", "3.0"), ("3.0", "4.0"), ("4.0", "5.0"), ("5.0", "6.0")]

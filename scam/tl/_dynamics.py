@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -133,6 +134,22 @@ def _source_target(adata, key, groupby, source_time, target_time):
     return x_all, t_all, params, src, tgt
 
 
+def _fit_keys(adata, key) -> list[str]:
+    """``key`` as a list of distinct fits of one embedding and time key (validated before any work)."""
+    keys = [key] if isinstance(key, str) else list(key) if isinstance(key, (list, tuple)) else None
+    if not keys or not all(isinstance(k, str) for k in keys) or len(set(keys)) < len(keys):
+        raise ValueError(f"`key` must be the key of a fit or a list of distinct keys of fits, got {key!r}.")
+    first = fit_embedding(adata, keys[0])[2]
+    for k in keys[1:]:
+        params = fit_embedding(adata, k)[2]
+        for name in ("use_rep", "n_dims", "time_key"):
+            if str(params[name]) != str(first[name]):
+                raise ValueError(
+                    f"The fits {keys[0]!r} and {k!r} differ in {name} ({first[name]!r} vs {params[name]!r}): fates "
+                    "are averaged over fits of the same embedding and time key; fit them alike with other `rng`s.")
+    return keys
+
+
 FATE_METHODS = ("auto", "descendants", "push")
 
 
@@ -171,7 +188,7 @@ def _descendant_noise(record):
 def fate_probabilities(
     adata: AnnData,
     *,
-    key: str = DEFAULT_KEY,
+    key: str | Sequence[str] = DEFAULT_KEY,
     source_time: float,
     target_time: float,
     groupby: str,
@@ -204,12 +221,18 @@ def fate_probabilities(
     simulations); ``"auto"`` is ``"descendants"`` forward and ``"push"`` backward
     (``target_time < source_time``: each late cell's probability of coming from each early group).
 
+    Several fits (``key`` a list: the same data, each fitted with its own ``rng`` under its own ``key_added``)
+    give the fates averaged over the fits, each fit's own descendants weighted equally: fits of the same data
+    differ (a network's initialisation, its training batches), most where the data decide least, and the
+    average is graded there instead of following one fit's boundary (a deep ensemble; ``docs/fates.md``
+    measures the gain on lineage tracing). Each fit costs its training time and its fates' time.
+
     Parameters
     ----------
     adata
         Annotated data matrix with a fit.
     key
-        ``key_added`` of the fit.
+        ``key_added`` of the fit, or a list of them (fits of the same embedding and time key).
     source_time, target_time
         Observed time points (within the fitted range).
     groupby
@@ -229,7 +252,8 @@ def fate_probabilities(
     rng
         Seed or Generator (subsamples of the estimates; noise of stochastic pushes).
     key_added
-        Where to write; default ``f'{key}_fates'`` (so fits under different keys keep their own fates).
+        Where to write; default ``f'{key}_fates'`` (so fits under different keys keep their own fates; the
+        first key of a list).
     copy
         Write into a copy of ``adata`` and return that copy (the table is its ``obsm[key_added]``), as scanpy's
         tools do, instead of writing to ``adata`` and returning the table.
@@ -245,9 +269,10 @@ def fate_probabilities(
     estimate's ``slope``, ``r``, ``n_pairs`` and ``pair_slopes``, ``noise_times`` (where the potential was
     compared: ``"gap midpoints"`` with three or more observed times, else ``"snapshot times"``),
     ``residual_variance`` per gap (its trace), ``n_steps`` per gap, and ``times``, the observed times the chain
-    passes through),
-    ``'groups'``, ``'weights'`` (each source cell's normalised descendant mass; uniform for balanced
-    models), and, when ``groupby`` is also defined at ``source_time``, ``'source_groups'`` and
+    passes through, ``residual_dof`` per gap (the kernel's degrees of freedom, ``inf``: Gaussian; ``"flow"``)),
+    with several fits ``keys`` and each fit's own record under ``members[key]``,
+    ``'groups'``, ``'weights'`` (each source cell's normalised descendant mass, averaged over the fits; uniform
+    for balanced models), and, when ``groupby`` is also defined at ``source_time``, ``'source_groups'`` and
     ``'transition'``: the weighted group-to-group transition matrix (rows: source groups, columns:
     target groups).
     """
@@ -259,24 +284,34 @@ def fate_probabilities(
     if sigma is not None and (isinstance(sigma, bool) or not np.isfinite(sigma) or sigma < 0):
         raise ValueError(f"`sigma` must be a finite number >= 0 or None (estimated), got {sigma!r}.")
     method = ("descendants" if forward else "push") if method == "auto" else method
-    key_added = check_key(key_added or f"{key}_fates")
-    x_all, t_all, _, src, tgt = _source_target(adata, key, groupby, source_time, target_time)
+    keys = _fit_keys(adata, key)
+    key_added = check_key(key_added or f"{keys[0]}_fates")
+    x_all, t_all, _, src, tgt = _source_target(adata, keys[0], groupby, source_time, target_time)
+    for other in keys[1:]:
+        _source_target(adata, other, groupby, source_time, target_time)
     labels = adata.obs[groupby].astype("category")
     tgt_labels = labels[tgt]
     if tgt_labels.isna().any():
         raise ValueError(f"`adata.obs[{groupby!r}]` has missing labels at target_time={target_time:g}.")
     groups = [g for g in labels.cat.categories if (tgt_labels == g).any()]
-    model = get_model(adata, key=key)
+    models = [get_model(adata, key=k) for k in keys]
     rng = make_rng(rng)
     codes = pd.Categorical(tgt_labels, categories=groups).codes
-    record = {"key": key, "source_time": float(source_time), "target_time": float(target_time),
+    record = {"key": keys[0], "source_time": float(source_time), "target_time": float(target_time),
               "groupby": groupby, "method": method}
     onehot = np.zeros((int(tgt.sum()), len(groups)))
     onehot[np.arange(len(codes)), codes] = 1.0
-    estimator = _estimator(method, model, x_all, t_all, _observed_times(adata, key, t_all), sigma=sigma,
-                           n_neighbors=n_neighbors, n_samples=n_samples, rng=rng)
-    probs, weights, decided = estimator.fates(float(source_time), float(target_time), onehot, rng=rng)
-    record.update(decided)
+    runs = []
+    for k, model in zip(keys, models):
+        estimator = _estimator(method, model, x_all, t_all, _observed_times(adata, k, t_all), sigma=sigma,
+                               n_neighbors=n_neighbors, n_samples=n_samples, rng=rng)
+        runs.append(estimator.fates(float(source_time), float(target_time), onehot, rng=rng))
+    probs = np.mean([r[0] for r in runs], axis=0)
+    weights = np.mean([r[1] for r in runs], axis=0)
+    if len(keys) == 1:
+        record.update(runs[0][2])
+    else:
+        record.update(keys=list(keys), members={k: plain(r[2]) for k, r in zip(keys, runs)})
     names = adata.obs_names[src]
     table = pd.DataFrame(probs, index=names, columns=[str(g) for g in groups])
     full = pd.DataFrame(np.nan, index=adata.obs_names, columns=table.columns)
