@@ -53,7 +53,7 @@ MIN_NEIGHBORS, MAX_NEIGHBORS = 32, 512
 N_STEPS = 4  # steps per gap between observed times of the chain of couplings
 MAX_CHAIN_CELLS = 3000  # cells per intermediate population of the chain
 DOF_GRID = (1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, np.inf)  # the residual kernel's t: candidates
-EM_ITER = 100  # at most this many EM iterations of the t's scale per candidate
+EM_ITER, EM_TOL = 100, 1e-4  # EM of the t's scale per candidate: at most this many steps, relative tolerance
 
 
 def _subsample(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
@@ -125,9 +125,9 @@ def student_fit(residuals: np.ndarray, masses: np.ndarray) -> tuple[np.ndarray, 
     For each ``nu`` of ``DOF_GRID`` (the Gaussian, ``nu = inf``, included) the scale ``S`` is fitted by the
     EM iteration of the t as a scale mixture of Gaussians (``S = sum p_i w_i r_i r_i'`` with
     ``w_i = (nu + d) / (nu + r_i' S^-1 r_i)``); the ``nu`` of the largest weighted log-likelihood wins (a
-    profile likelihood). Residuals of a model that misplaces some cells by much more than most (cells sent
-    down the wrong branch, mismatched pairs) have heavy tails: a Gaussian of their covariance is then too
-    wide for most cells and too narrow for those.
+    profile likelihood, walked from the Gaussian towards heavier tails until it falls). Residuals of a model
+    that misplaces some cells by much more than most (cells sent down the wrong branch, mismatched pairs)
+    have heavy tails: a Gaussian of their covariance is then too wide for most cells and too narrow for those.
 
     Parameters
     ----------
@@ -148,19 +148,16 @@ def student_fit(residuals: np.ndarray, masses: np.ndarray) -> tuple[np.ndarray, 
     cov = (r * p[:, None]).T @ r
     if np.trace(cov) <= 0 or np.count_nonzero(p) <= d:
         return cov, np.inf
-    best = (-np.inf, cov, np.inf)
-    for nu in DOF_GRID:
-        scale = cov
-        for _ in range(EM_ITER):
-            m = np.sum((r @ _whitener(scale).T) ** 2, axis=1)
-            if not np.isfinite(nu):
-                break
+    best, scale = (-np.inf, cov, np.inf), cov
+    for nu in sorted(DOF_GRID, reverse=True):  # the Gaussian first; each t's EM starts from the heavier-tailed
+        m = np.sum((r @ _whitener(scale).T) ** 2, axis=1)  # neighbour's scale (lighter tails: a wider scale)
+        for _ in range(EM_ITER if np.isfinite(nu) else 0):
             new = (r * (p * (nu + d) / (nu + m))[:, None]).T @ r
-            done = np.abs(new - scale).max() <= 1e-6 * np.abs(scale).max()
+            done = np.abs(new - scale).max() <= EM_TOL * np.abs(scale).max()
             scale = new
+            m = np.sum((r @ _whitener(scale).T) ** 2, axis=1)
             if done:
                 break
-        m = np.sum((r @ _whitener(scale).T) ** 2, axis=1)
         lam = np.linalg.eigvalsh((scale + scale.T) / 2)
         logdet = np.sum(np.log(np.maximum(lam, 1e-6 * max(float(lam.max()), 1e-300))))  # as the whitener's floor
         if np.isfinite(nu):
@@ -169,8 +166,9 @@ def student_fit(residuals: np.ndarray, masses: np.ndarray) -> tuple[np.ndarray, 
         else:
             ll = -d / 2 * np.log(2 * np.pi) - m / 2
         total = float(p @ ll) - logdet / 2
-        if total > best[0]:
-            best = (total, scale, float(nu))
+        if total <= best[0]:  # past the profile likelihood's peak (it has one in nu): heavier tails fit worse
+            break
+        best = (total, scale, float(nu))
     return best[1], best[2]
 
 
