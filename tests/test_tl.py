@@ -292,7 +292,7 @@ def test_couplings_shape_for_cellrank(fitted):
         assert list(c.var_names) == list(fitted.obs_names[day == t2])
         assert (c.X.sum(axis=1) > 0).all()
     # values (method="push"): each early cell's strongest link is the observed cell nearest to where the model
-    # moves it, and its row carries its relative descendant mass (up to the entries dropped below the threshold)
+    # moves it, and its row carries its relative descendant mass (the threshold's cut keeps each row's mass)
     from sklearn.neighbors import NearestNeighbors
 
     model = scam.tl.get_model(fitted)
@@ -305,7 +305,7 @@ def test_couplings_shape_for_cellrank(fitted):
         nearest = NearestNeighbors(n_neighbors=1).fit(x[tgt]).kneighbors(pos)[1][:, 0]
         dense = c.X.toarray()
         assert np.mean(dense.argmax(axis=1) == nearest) > 0.95
-        np.testing.assert_allclose(dense.sum(axis=1), w / w.mean(), rtol=0.05)
+        np.testing.assert_allclose(dense.sum(axis=1), w / w.mean(), rtol=1e-9)
         # default (descendants): the descendants of a cell are centred near where the model moves it (closer
         # than a random cell of t2), and rows carry the relative descendant mass, averaged over the paths
         # the descendants spread along (so only close to the mass along the single push)
@@ -313,13 +313,9 @@ def test_couplings_shape_for_cellrank(fitted):
         centre = d @ x[tgt] / d.sum(axis=1, keepdims=True)
         gap = np.linalg.norm(centre - pos, axis=1).mean()
         assert gap < 0.5 * np.linalg.norm(x[tgt][::-1][: len(pos)] - pos, axis=1).mean(), gap
-        rows, single = d.sum(axis=1), w / w.mean()
-        assert np.corrcoef(rows, single)[0, 1] > 0.9
-        assert rows.mean() == pytest.approx(1.0, rel=0.05)
-        # the flow carries each cell's whole mass along its own path (rows equal the single push's, up to the ODE
-        # tolerance); a noisy bridge averages over the paths the descendants spread along, pulling rows towards
-        # the mean: never wider than the single push's
-        assert rows.std() <= single.std() * (1 + 1e-3)
+        # this fit's noise is rejected (its pairs of gaps disagree): the flow carries each cell's whole mass along
+        # its own path, so rows equal the single push's relative masses (the threshold's cut rescaled away)
+        np.testing.assert_allclose(d.sum(axis=1), w / w.mean(), rtol=1e-9)
 
 
 def set_obs(adata, column, values):

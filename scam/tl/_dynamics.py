@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 
 from .._utils import logger, make_rng
@@ -424,13 +425,14 @@ def couplings(
     """Cell-to-cell transition matrices between consecutive time points, for CellRank.
 
     ``method="descendants"`` (default): the couplings :func:`fate_probabilities` absorbs through (without
-    noise, the Gaussian kernel of the push residual centred on each cell's pushed position over the next
-    day's cells; with a noise, the entropic couplings of the bridge multiplied within the gap;
+    noise, the kernel of the push residual, a Student t fitted to it, centred on each cell's pushed position over
+    the next day's cells; with a noise, the entropic couplings of the bridge multiplied within the gap;
     :mod:`scam.core.fates`), so that CellRank's absorption probabilities are graded too.
     ``method="push"``: each cell at ``t1`` is pushed to ``t2`` and linked to its ``n_neighbors`` nearest
     observed cells there with Gaussian kernel weights (bandwidth: the distance to the nearest neighbour's
     median). Rows are scaled by the cell's relative descendant mass (unbalanced models); entries below
-    ``threshold`` times the row maximum are dropped.
+    ``threshold`` times the row maximum are dropped and each row rescaled to keep its mass (the sparsification
+    says less precisely where a cell's descendants go, not that it has fewer).
 
     The result is what ``cellrank.kernels.RealTimeKernel(adata, time_key=..., couplings=...)``
     accepts: a dict keyed by ``(t1, t2)`` of AnnData with ``obs_names`` = cells at ``t1``,
@@ -468,13 +470,13 @@ def couplings(
     out = {}
     for t1, t2 in itertools.pairwise(observed):
         src, tgt = np.isclose(t_all, t1), np.isclose(t_all, t2)
-        if method == "descendants":
-            mat = estimator.coupling(t1, t2, rng=gen)
-            cut = threshold * mat.max(axis=1).toarray().ravel()
-            mat.data[mat.data < np.repeat(cut, np.diff(mat.indptr))] = 0
-        else:
-            mat = estimator.coupling(t1, t2, rng=gen, threshold=threshold)
+        mat = estimator.coupling(t1, t2, rng=gen).tocsr()
+        mass = np.asarray(mat.sum(axis=1)).ravel()
+        cut = threshold * mat.max(axis=1).toarray().ravel()
+        mat.data[mat.data < np.repeat(cut, np.diff(mat.indptr))] = 0
         mat.eliminate_zeros()
+        kept = np.asarray(mat.sum(axis=1)).ravel()
+        mat = sp.csr_matrix(sp.diags(mass / np.where(kept > 0, kept, 1.0)) @ mat)  # rows keep their mass
         ends = (time_values[src].iloc[0], time_values[tgt].iloc[0])
         key_t = tuple(v.item() if isinstance(v, np.generic) else v for v in ends)
         out[key_t] = AnnData(
