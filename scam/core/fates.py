@@ -149,9 +149,9 @@ def student_fit(residuals: np.ndarray, masses: np.ndarray) -> tuple[np.ndarray, 
     if np.trace(cov) <= 0 or np.count_nonzero(p) <= d:
         return cov, np.inf
     best, scale = (-np.inf, cov, np.inf), cov
-    for nu in sorted(DOF_GRID, reverse=True):  # the Gaussian first; each t's EM starts from the heavier-tailed
-        m = np.sum((r @ _whitener(scale).T) ** 2, axis=1)  # neighbour's scale (lighter tails: a wider scale)
-        for _ in range(EM_ITER if np.isfinite(nu) else 0):
+    m = np.sum((r @ _whitener(scale).T) ** 2, axis=1)  # squared Mahalanobis distances under ``scale``
+    for nu in sorted(DOF_GRID, reverse=True):  # the Gaussian first; each t's EM starts from its lighter-tailed
+        for _ in range(EM_ITER if np.isfinite(nu) else 0):  # neighbour's scale (heavier tails: a narrower scale)
             new = (r * (p * (nu + d) / (nu + m))[:, None]).T @ r
             done = np.abs(new - scale).max() <= EM_TOL * np.abs(scale).max()
             scale = new
@@ -577,7 +577,7 @@ def flow_chain(trajectory, xs: list[np.ndarray], times: np.ndarray, *, max_cells
         last = k == len(times) - 2
         cols = np.arange(len(end)) if last or len(end) <= max_cells else _subsample(len(end), max_cells, rng)
         steps.append({"images": pos[-1], "cov": scale, "dof": dof, "cols": cols, "log_mass": logw[-1],
-                      "residual": float(np.trace((res * mass[:, None]).T @ res))})
+                      "residual": float(mass @ np.sum(res**2, axis=1))})  # tr R_k
         start = end[cols]
     return steps
 

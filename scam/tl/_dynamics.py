@@ -16,6 +16,7 @@ from ._utils import (
     DEFAULT_KEY,
     check_key,
     fit_embedding,
+    get_fit,
     get_model,
     plain,
     select_cells,
@@ -140,9 +141,9 @@ def _fit_keys(adata, key) -> list[str]:
     keys = [key] if isinstance(key, str) else list(key) if isinstance(key, (list, tuple)) else None
     if not keys or not all(isinstance(k, str) for k in keys) or len(set(keys)) < len(keys):
         raise ValueError(f"`key` must be the key of a fit or a list of distinct keys of fits, got {key!r}.")
-    first = fit_embedding(adata, keys[0])[2]
+    first = get_fit(adata, keys[0])["params"]
     for k in keys[1:]:
-        params = fit_embedding(adata, k)[2]
+        params = get_fit(adata, k)["params"]
         for name in ("use_rep", "n_dims", "time_key"):
             if str(params[name]) != str(first[name]):
                 raise ValueError(
@@ -288,8 +289,9 @@ def fate_probabilities(
     keys = _fit_keys(adata, key)
     key_added = check_key(key_added or f"{keys[0]}_fates")
     x_all, t_all, _, src, tgt = _source_target(adata, keys[0], groupby, source_time, target_time)
-    for other in keys[1:]:
-        _source_target(adata, other, groupby, source_time, target_time)
+    for other in keys[1:]:  # the same cells and times (checked above); each fit's own time range
+        for name, v in (("source_time", source_time), ("target_time", target_time)):
+            _check_range(np.asarray(adata.uns[other]["times"], dtype=float), v, name)
     labels = adata.obs[groupby].astype("category")
     tgt_labels = labels[tgt]
     if tgt_labels.isna().any():
