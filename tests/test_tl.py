@@ -264,6 +264,9 @@ def test_fate_probabilities_average_several_fits(balanced_branches):
     assert np.abs(one.to_numpy() - two.to_numpy()).max() > 1e-3  # the fits differ
     both = scam.tl.fate_probabilities(adata, key=["action_matching", "am_b"], key_added="both", **args)
     np.testing.assert_allclose(both.to_numpy(), (one.to_numpy() + two.to_numpy()) / 2, atol=1e-12)
+    # where they disagree: the standard deviation of two values is half their difference
+    np.testing.assert_allclose(adata.uns["both"]["spread"], np.abs(one.to_numpy() - two.to_numpy()) / 2, atol=1e-12)
+    assert "spread" not in adata.uns["action_matching_fates"]  # one fit: no spread to report
     params = adata.uns["both"]["params"]
     assert list(params["keys"]) == ["action_matching", "am_b"]
     assert set(params["members"]) == {"action_matching", "am_b"}

@@ -274,7 +274,9 @@ def fate_probabilities(
     passes through, ``residual_dof`` per gap (the kernel's degrees of freedom, ``inf``: Gaussian; ``"flow"``)),
     with several fits ``keys`` and each fit's own record under ``members[key]``,
     ``'groups'``, ``'weights'`` (each source cell's normalised descendant mass, averaged over the fits; uniform
-    for balanced models), and, when ``groupby`` is also defined at ``source_time``, ``'source_groups'`` and
+    for balanced models), with several fits ``'spread'`` (each source cell's standard deviation of the fits'
+    probabilities, source cells x groups in the table's order: where the fits disagree), and, when
+    ``groupby`` is also defined at ``source_time``, ``'source_groups'`` and
     ``'transition'``: the weighted group-to-group transition matrix (rows: source groups, columns:
     target groups).
     """
@@ -324,6 +326,8 @@ def fate_probabilities(
         "groups": np.asarray(table.columns, dtype=str),
         "weights": weights,
     }
+    if len(keys) > 1:  # where the fits disagree: each source cell's spread of their probabilities
+        entry["spread"] = np.std([r[0] for r in runs], axis=0)
     src_labels = labels[src]
     if not src_labels.isna().any():
         sgroups = [g for g in labels.cat.categories if (src_labels == g).any()]
